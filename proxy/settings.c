@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* meshlet-proxy's configuration table and the rules that span its keys. */
+#include "settings.h"
+
+static const char *const settings_identity_modes[] = { "ca", "files", NULL };
+static const char *const settings_mtls_modes[] = { "strict", "permissive", "disable", NULL };
+
+#define S struct settings
+static const struct config_key settings_keys[] = {
+	CONFIG_STRING("trust_domain", S, trust_domain, 255, "cluster.local",
+	              config_valid_trust_domain, "trust domain of this workload and its peers"),
+	CONFIG_ENUM("identity.mode", S, identity_mode, settings_identity_modes, "ca",
+	            "`ca`: fetch and rotate the certificate from meshlet-ca; `files`: read it "
+	            "from identity.cert_file, identity.key_file and identity.bundle_file"),
+	CONFIG_STRING("identity.ca_address", S, ca_address, 0, "meshlet-ca.meshlet-system.svc:8443",
+	              config_valid_listen, "host:port of meshlet-ca"),
+	CONFIG_STRING("identity.token_file", S, token_file, 0,
+	              "/var/run/secrets/meshlet.io/token/token", NULL,
+	              "projected service-account token sent to meshlet-ca"),
+	CONFIG_STRING("identity.cert_file", S, cert_file, 0, NULL, NULL,
+	              "certificate chain (PEM) in `files` mode"),
+	CONFIG_STRING("identity.key_file", S, key_file, 0, NULL, NULL,
+	              "private key (PEM, mode 0600) in `files` mode"),
+	CONFIG_STRING("identity.bundle_file", S, bundle_file, 0, NULL, NULL,
+	              "trust bundle (PEM roots) in `files` mode"),
+	CONFIG_INT("ports.outbound", S, port_outbound, 1, 65535, "15001",
+	           "port that captured outbound connections are redirected to"),
+	CONFIG_INT("ports.inbound", S, port_inbound, 1, 65535, "15006",
+	           "port that captured inbound connections are redirected to"),
+	CONFIG_INT("ports.tunnel", S, port_tunnel, 1, 65535, "15008",
+	           "port on which peers' proxies connect with mutual TLS"),
+	CONFIG_INT("ports.admin", S, port_admin, 1, 65535, "15021",
+	           "port of the health and metrics endpoint"),
+	CONFIG_INT("workers", S, workers, 1, 64, "1", "event-loop threads"),
+	CONFIG_ENUM("mtls.mode", S, mtls_mode, settings_mtls_modes, "permissive",
+	            "inbound plaintext: `strict` refuses it, `permissive` accepts it, `disable` "
+	            "turns mutual TLS off"),
+	CONFIG_DURATION("timeouts.connect", S, connect_timeout, CONFIG_SECONDS(1) / 10,
+	                CONFIG_MINUTES(5), "10s", "time allowed to connect to an upstream"),
+	CONFIG_DURATION("timeouts.handshake", S, handshake_timeout, CONFIG_SECONDS(1) / 10,
+	                CONFIG_MINUTES(5), "10s", "time allowed for a TLS handshake"),
+	CONFIG_DURATION("timeouts.idle", S, idle_timeout, CONFIG_SECONDS(1), CONFIG_HOURS(24), "1h",
+	                "a connection with no traffic either way for this long is closed"),
+	CONFIG_INT("limits.max_connections", S, max_connections, 1, 1000000, "65536",
+	           "connections held at once; more are refused"),
+	CLI_LOG_KEYS(S),
+	{ .name = NULL },
+};
+#undef S
+
+static void settings_check(struct config *c)
+{
+	const struct settings *s = c->obj;
+	static const char *const port_keys[] = { "ports.outbound", "ports.inbound", "ports.tunnel",
+		                                 "ports.admin" };
+	const int64_t ports[] = { s->port_outbound, s->port_inbound, s->port_tunnel,
+		                  s->port_admin };
+
+	for (size_t i = 0; i < 4; i++)
+		for (size_t j = i + 1; j < 4; j++)
+			if (ports[i] == ports[j])
+				config_error(c, port_keys[j], "is the same port as %s",
+				             port_keys[i]);
+	if (s->identity_mode == SETTINGS_IDENTITY_FILES) {
+		if (s->cert_file == NULL)
+			config_error(c, "identity.cert_file",
+			             "is required when identity.mode is files");
+		if (s->key_file == NULL)
+			config_error(c, "identity.key_file",
+			             "is required when identity.mode is files");
+		if (s->bundle_file == NULL)
+			config_error(c, "identity.bundle_file",
+			             "is required when identity.mode is files");
+	}
+}
+
+const struct config_schema settings_schema = {
+	.program = "meshlet-proxy",
+	.keys = settings_keys,
+	.check = settings_check,
+};

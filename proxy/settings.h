@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* meshlet-proxy's configuration: every key, its type, bounds and default. */
+#ifndef MESHLET_PROXY_SETTINGS_H
+#define MESHLET_PROXY_SETTINGS_H
+
+#include <stdint.h>
+
+#include "meshlet/cli.h"
+#include "meshlet/config.h"
+
+enum settings_identity_mode { SETTINGS_IDENTITY_CA, SETTINGS_IDENTITY_FILES };
+enum settings_mtls_mode { SETTINGS_MTLS_STRICT, SETTINGS_MTLS_PERMISSIVE, SETTINGS_MTLS_DISABLE };
+
+struct settings {
+	char *trust_domain;
+	int identity_mode; /* enum settings_identity_mode */
+	char *ca_address;
+	char *token_file;
+	char *cert_file;
+	char *key_file;
+	char *bundle_file;
+	int64_t port_outbound;
+	int64_t port_inbound;
+	int64_t port_tunnel;
+	int64_t port_admin;
+	int64_t workers;
+	int mtls_mode; /* enum settings_mtls_mode */
+	int64_t connect_timeout;
+	int64_t handshake_timeout;
+	int64_t idle_timeout;
+	int64_t max_connections;
+	struct cli_log log;
+};
+
+/* The table of meshlet-proxy's keys, with the rules that span them. */
+extern const struct config_schema settings_schema;
+
+#endif
