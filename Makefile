@@ -20,6 +20,8 @@ DEB_BUILD := gcc make pkgconf libc6-dev libmicrohttpd-dev libssl-dev libjansson-
 DEB_TEST  := python3 python3-pytest python3-cryptography python3-jsonpatch python3-yaml \
 	openssl curl iproute2 iptables clang
 DEB_PKGS  := $(DEB_BUILD) $(DEB_TEST)
+# What the benchmark scripts in bench/ drive the daemons with.
+DEB_BENCH := wrk openssl curl
 
 ifeq ($(V),1)
 Q :=
@@ -64,7 +66,7 @@ FUZZ_BINS    := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 ALL_OBJS := $(LIB_OBJS) $(foreach p,$(PROGRAMS),$(patsubst %.c,$(BUILD)/%.o,$(wildcard $(p)/*.c))) \
 	$(UNIT_SRCS:%.c=$(BUILD)/%.o)
 
-.PHONY: all test unit integration deps docs install uninstall clean format fuzz help check-pkgs FORCE
+.PHONY: all test unit integration deps deps-bench docs install uninstall clean format fuzz help check-pkgs FORCE
 .DEFAULT_GOAL := all
 
 all: $(BINS)
@@ -73,6 +75,7 @@ help:
 	@echo 'make            build build/bin/meshlet-{ca,webhook,proxy}'
 	@echo 'make test       build everything, run unit and integration tests'
 	@echo 'make deps       install the Debian packages the build and tests need'
+	@echo 'make deps-bench install what the scripts in bench/ need (wrk)'
 	@echo 'make docs       regenerate the key tables in docs/configuration.md'
 	@echo 'make fuzz       run each libFuzzer harness for FUZZ_SECONDS (default 20)'
 	@echo 'make install    install the binaries into $$(DESTDIR)$$(BINDIR)'
@@ -139,6 +142,9 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(wildcard include/meshlet/*.h) | ch
 	$(call msg,FUZZ,$@)
 	$(Q)$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRCS) $(LIBS)
 
+# Harnesses that include a program's source file say so here.
+$(BUILD)/fuzz/fuzz_csr: ca/csr.c ca/csr.h
+
 fuzz: $(FUZZ_BINS)
 	$(Q)for f in $(FUZZ_BINS); do \
 		name=$${f##*/}; corpus=tests/fuzz/corpus/$${name#fuzz_}; \
@@ -159,6 +165,9 @@ docs: $(BINS)
 			 $$0 == e { skip = 0 } !skip' docs/configuration.md > $(BUILD)/configuration.md && \
 		mv $(BUILD)/configuration.md docs/configuration.md || exit 1; \
 	done
+
+deps-bench:
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(DEB_BENCH)"
 
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do \

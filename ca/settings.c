@@ -4,30 +4,23 @@
 
 #include "settings.h"
 
-static const char *const settings_auth_modes[] = { "jwks", "tokenreview", NULL };
-
 #define S struct settings
 static const struct config_key settings_keys[] = {
 	CONFIG_STRING("listen", S, listen, 0, "0.0.0.0:8443", config_valid_listen,
 	              "address and port of the HTTPS API"),
-	CONFIG_STRING("trust_domain", S, trust_domain, 255, "cluster.local",
-	              config_valid_trust_domain, "trust domain of the SPIFFE IDs it issues"),
+	CONFIG_STRING("trust_domain", S, trust_domain, 255, NULL, config_valid_trust_domain,
+	              "trust domain of the SPIFFE IDs it issues; by default the CA's own (the "
+	              "URI SAN of its certificate)"),
 	CONFIG_STRING("ca_dir", S, ca_dir, 0, "/etc/meshlet/ca", NULL,
 	              "directory of the signing CA (root-cert.pem, or ca-cert.pem and "
 	              "cert-chain.pem for an intermediate)"),
 	CONFIG_STRING("tls.cert_file", S, tls_cert_file, 0, NULL, NULL,
-	              "serving certificate chain (PEM)"),
+	              "serving certificate chain (PEM); re-read when it changes"),
 	CONFIG_STRING("tls.key_file", S, tls_key_file, 0, NULL, NULL,
 	              "serving private key (PEM, mode 0600)"),
-	CONFIG_ENUM("auth.mode", S, auth_mode, settings_auth_modes, "jwks",
-	            "how workload tokens are verified: `jwks` (public keys) or `tokenreview` "
-	            "(ask the Kubernetes API)"),
 	CONFIG_STRING("auth.jwks_file", S, jwks_file, 0, NULL, NULL,
-	              "JWKS file with the service-account issuer's public keys"),
-	CONFIG_STRING("auth.jwks_url", S, jwks_url, 0, NULL, NULL,
-	              "HTTPS URL of the issuer's JWKS (the API server's /openid/v1/jwks)"),
-	CONFIG_DURATION("auth.jwks_refresh", S, jwks_refresh, CONFIG_SECONDS(10), CONFIG_HOURS(24),
-	                "5m", "how often auth.jwks_url is fetched again"),
+	              "JWKS file with the service-account issuer's public keys (the API server "
+	              "serves them at /openid/v1/jwks); re-read when it changes"),
 	CONFIG_STRING("auth.issuer", S, issuer, 0, "https://kubernetes.default.svc.cluster.local",
 	              NULL, "required `iss` of workload tokens"),
 	CONFIG_STRING("auth.audience", S, audience, 0, "meshlet-ca", NULL,
@@ -47,6 +40,13 @@ static const struct config_key settings_keys[] = {
 	                "longest lifetime a request may ask for"),
 	CONFIG_DURATION("cert.backdate", S, backdate, 0, CONFIG_MINUTES(10), "60s",
 	                "notBefore is set this far in the past, for clock skew between nodes"),
+	CONFIG_INT("rate_limit.per_second", S, rate_per_second, 0, 100000, "20",
+	           "certificate requests a second allowed per identity (a service account's "
+	           "SPIFFE ID) once its burst is spent; 0 turns the limit off"),
+	CONFIG_INT("rate_limit.burst", S, rate_burst, 1, 100000, "200",
+	           "requests an identity may make at once: room for a Deployment's replicas "
+	           "starting together"),
+	CONFIG_INT("workers", S, workers, 0, 256, "0", "HTTPS worker threads; 0: one per core"),
 	CONFIG_STRING("audit_file", S, audit_file, 0, NULL, NULL,
 	              "file that every audit record is also appended to"),
 	CLI_LOG_KEYS(S),
@@ -63,10 +63,6 @@ static void settings_check(struct config *c)
 		             "tls.cert_file and tls.key_file must be set together");
 	if (s->default_ttl > s->max_ttl)
 		config_error(c, "cert.default_ttl", "is longer than cert.max_ttl");
-	if (s->jwks_file != NULL && s->jwks_url != NULL)
-		config_error(c, "auth.jwks_url", "set auth.jwks_file or auth.jwks_url, not both");
-	if (s->jwks_url != NULL && strncmp(s->jwks_url, "https://", 8) != 0)
-		config_error(c, "auth.jwks_url", "must be an https:// URL");
 	for (size_t i = 0; i < s->allowed_namespaces.n; i++)
 		for (size_t j = 0; j < s->denied_namespaces.n; j++)
 			if (strcmp(s->allowed_namespaces.items[i], s->denied_namespaces.items[j]) ==

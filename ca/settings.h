@@ -8,18 +8,13 @@
 #include "meshlet/cli.h"
 #include "meshlet/config.h"
 
-enum settings_auth_mode { SETTINGS_AUTH_JWKS, SETTINGS_AUTH_TOKENREVIEW };
-
 struct settings {
 	char *listen;
 	char *trust_domain;
 	char *ca_dir;
 	char *tls_cert_file;
 	char *tls_key_file;
-	int auth_mode; /* enum settings_auth_mode */
 	char *jwks_file;
-	char *jwks_url;
-	int64_t jwks_refresh;
 	char *issuer;
 	char *audience;
 	int64_t clock_skew;
@@ -28,6 +23,9 @@ struct settings {
 	int64_t default_ttl;
 	int64_t max_ttl;
 	int64_t backdate;
+	int64_t rate_per_second;
+	int64_t rate_burst;
+	int64_t workers;
 	char *audit_file;
 	struct cli_log log;
 };

@@ -3,6 +3,7 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <jansson.h>
 #include <microhttpd.h>
@@ -11,6 +12,7 @@
 
 #include "meshlet/cli.h"
 #include "meshlet/log.h"
+#include "meshlet/time.h"
 
 void cli_version(const char *prog, FILE *f)
 {
@@ -22,29 +24,12 @@ void cli_version(const char *prog, FILE *f)
 
 int cli_check_config(const struct config_schema *schema, void *obj, const char *path)
 {
-	struct config c;
-	int status;
+	int rc = cli_load_settings(schema, obj, path, NULL, 0);
 
-	if (config_init(&c, schema, obj) < 0) {
-		fprintf(stderr, "%s: out of memory\n", schema->program);
-		return 1;
-	}
-	config_load_file(&c, path);
-	/* Rules that span keys only mean something once every key read cleanly. */
-	if (c.nerrors == 0)
-		config_check(&c);
-	if (c.nerrors == 0) {
+	if (rc == 0)
 		printf("configuration OK\n");
-		status = 0;
-	} else {
-		config_print_errors(&c, stderr);
-		fprintf(stderr, "%s: %zu error%s in %s\n", schema->program, c.nerrors,
-		        c.nerrors == 1 ? "" : "s", path);
-		status = 1;
-	}
-	config_release(&c);
 	config_free(schema, obj);
-	return status;
+	return rc == 0 ? 0 : 1;
 }
 
 void cli_log_apply(const char *prog, const struct cli_log *l)
@@ -65,6 +50,11 @@ int cli_main(int argc, char **argv, const struct cli_program *p)
 	int opt;
 	int status;
 
+	if (argc > 1 && argv[1][0] != '-' && p->commands != NULL) {
+		for (const struct cli_command *c = p->commands; c->name != NULL; c++)
+			if (strcmp(c->name, argv[1]) == 0)
+				return c->run(argc - 1, argv + 1);
+	}
 	opterr = 0;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, ":hV", options, NULL)) != -1) {
@@ -102,4 +92,47 @@ int cli_main(int argc, char **argv, const struct cli_program *p)
 usage:
 	fprintf(stderr, "Run '%s --help' for usage.\n", p->name);
 	return 2;
+}
+
+int cli_duration_seconds(const char *prog, const char *flag, const char *text, int64_t *out)
+{
+	int64_t ms;
+
+	if (time_parse_duration(text, strlen(text), &ms) < 0 || ms < 1000) {
+		fprintf(
+		    stderr,
+		    "%s: %s: \"%s\" is not a duration of at least 1s (like 90s, 1h30m or 87600h)\n",
+		    prog, flag, text);
+		return -1;
+	}
+	*out = ms / 1000;
+	return 0;
+}
+
+int cli_load_settings(const struct config_schema *schema, void *obj, const char *path,
+                      const struct cli_flag *flags, size_t nflags)
+{
+	struct config c;
+	int rc = 0;
+
+	if (config_init(&c, schema, obj) < 0) {
+		fprintf(stderr, "%s: out of memory\n", schema->program);
+		return -1;
+	}
+	if (path != NULL)
+		config_load_file(&c, path);
+	for (size_t i = 0; i < nflags; i++)
+		if (flags[i].value != NULL)
+			config_set(&c, flags[i].key, flags[i].value, flags[i].origin);
+	/* Rules that span keys only mean something once every key read cleanly. */
+	if (c.nerrors == 0)
+		config_check(&c);
+	if (c.nerrors > 0) {
+		config_print_errors(&c, stderr);
+		fprintf(stderr, "%s: %zu configuration error%s\n", schema->program, c.nerrors,
+		        c.nerrors == 1 ? "" : "s");
+		rc = -1;
+	}
+	config_release(&c);
+	return rc;
 }

@@ -1,18 +1,17 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Loads YAML configuration (libyaml) into a struct described by a table of keys. */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <yaml.h>
 
 #include "meshlet/config.h"
 #include "meshlet/err.h"
+#include "meshlet/file.h"
 #include "meshlet/spiffe.h"
 #include "meshlet/time.h"
 
@@ -827,46 +826,26 @@ int config_load_string(struct config *c, const char *name, const char *yaml, siz
 
 int config_load_file(struct config *c, const char *path)
 {
-	/* Read up to one byte past the limit, from a file, a pipe or /dev/stdin alike. */
-	size_t cap = CONFIG_FILE_MAX + 1;
+	struct err e = { 0 };
 	char *buf = NULL;
 	size_t len = 0;
-	int fd = -1;
-	int rc = 0;
 	char *file = strdup(path);
+	int rc;
 
 	if (file == NULL)
 		return -ENOMEM;
 	free(c->file);
 	c->file = file;
-	buf = malloc(cap);
-	if (buf == NULL)
-		return -ENOMEM;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		rc = -errno;
-	while (rc == 0 && len < cap) {
-		ssize_t r = read(fd, buf + len, cap - len);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			rc = -errno;
-		else if (r == 0)
-			break;
-		else
-			len += (size_t)r;
-	}
-	if (rc < 0)
-		config_error_at(c, 0, "cannot read: %s", err_str(rc));
-	else if (len > CONFIG_FILE_MAX)
+	rc = file_read(path, CONFIG_FILE_MAX, &buf, &len, &e);
+	if (rc == -EFBIG) {
 		config_error_at(c, 0, "file is larger than %d bytes", CONFIG_FILE_MAX);
-	else
-		rc = config_load_string(c, path, buf, len);
-	if (rc == 0 && len > CONFIG_FILE_MAX)
-		rc = ERR_CONFIG_INVALID;
-	if (fd >= 0)
-		close(fd);
+		return ERR_CONFIG_INVALID;
+	}
+	if (rc < 0) {
+		config_error_at(c, 0, "cannot read: %s", err_str(rc));
+		return rc;
+	}
+	rc = config_load_string(c, path, buf, len);
 	free(buf);
 	return rc;
 }
@@ -958,9 +937,9 @@ bool config_valid_listen(const char *value, char *why, size_t why_size)
 	}
 	errno = 0;
 	port = strtol(colon + 1, &end, 10);
-	if (colon[1] < '0' || colon[1] > '9' || *end != '\0' || errno != 0 || port < 1 ||
+	if (colon[1] < '0' || colon[1] > '9' || *end != '\0' || errno != 0 || port < 0 ||
 	    port > 65535) {
-		snprintf(why, why_size, "has no valid port (1 to 65535) after the last ':'");
+		snprintf(why, why_size, "has no valid port (0 to 65535) after the last ':'");
 		return false;
 	}
 	return true;

@@ -3,6 +3,7 @@
 #ifndef MESHLET_CLI_H
 #define MESHLET_CLI_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include "meshlet/config.h"
@@ -21,18 +22,25 @@ struct cli_log {
 	    CONFIG_ENUM("log.format", S, log.format, log_format_names, "auto",                     \
 	                "json, text, or auto: text on a terminal, JSON otherwise")
 
+/* A subcommand: "meshlet-ca serve ...". run gets argv from the command's name on. */
+struct cli_command {
+	const char *name;
+	int (*run)(int argc, char **argv);
+};
+
 /* What a program tells cli_main about itself. */
 struct cli_program {
 	const char *name;                   /* "meshlet-ca" */
 	const char *usage;                  /* the --help text */
 	const struct config_schema *schema; /* its configuration keys */
 	size_t settings_size;               /* the size of the struct the schema fills */
+	const struct cli_command *commands; /* NULL-named row ends it; may be NULL */
 };
 
 /*
- * cli_main - handle the options every program has: --help, --version,
- * --check-config FILE and --config-reference. Returns the exit status; an unknown
- * option or argument is an error with a hint (status 2).
+ * cli_main - run the subcommand named by argv[1], or handle the options every program
+ * has: --help, --version, --check-config FILE and --config-reference. Returns the exit
+ * status; an unknown option or command is an error with a hint (status 2).
  */
 int cli_main(int argc, char **argv, const struct cli_program *p);
 
@@ -45,6 +53,26 @@ void cli_version(const char *prog, FILE *f);
  * Returns the exit status: 0 when clean, 1 otherwise. obj's values are freed.
  */
 int cli_check_config(const struct config_schema *schema, void *obj, const char *path);
+
+/*
+ * cli_duration_seconds - parse a duration flag ("90s", "87600h") into whole seconds,
+ * printing "PROG: FLAG: ..." on stderr when it is not one. Returns 0 or -1.
+ */
+int cli_duration_seconds(const char *prog, const char *flag, const char *text, int64_t *out);
+
+/*
+ * cli_load_settings - fill obj from the defaults, the file at path (when not NULL) and
+ * the flags given as key/value/origin triples (values NULL are skipped), then check the
+ * cross-key rules. On errors prints them all and returns -1; the caller frees obj with
+ * config_free in every case.
+ */
+struct cli_flag {
+	const char *key;    /* configuration key: "listen" */
+	const char *value;  /* NULL when the flag was not given */
+	const char *origin; /* "--listen" */
+};
+int cli_load_settings(const struct config_schema *schema, void *obj, const char *path,
+                      const struct cli_flag *flags, size_t nflags);
 
 /* cli_log_apply - start logging to stderr for prog with the configured settings. */
 void cli_log_apply(const char *prog, const struct cli_log *l);

@@ -55,6 +55,34 @@
 	X(ERR_X509_BAD_SAN, "certificate's subject alternative name extension is malformed")       \
 	X(ERR_X509_BAD_TIME, "certificate has a malformed validity date")                          \
 	X(ERR_X509_KEY_MISMATCH, "certificate does not match the private key")                     \
+	/* JWT and JWKS */                                                                         \
+	X(ERR_JWT_MALFORMED, "token is not a well-formed JWT")                                     \
+	X(ERR_JWT_ALG_NONE, "token is unsigned (alg \"none\")")                                    \
+	X(ERR_JWT_ALG_HMAC, "token uses an HMAC algorithm, which is never accepted")               \
+	X(ERR_JWT_ALG_UNSUPPORTED, "token uses an unsupported algorithm")                          \
+	X(ERR_JWT_UNKNOWN_KID, "token's key id is not in the trusted key set")                     \
+	X(ERR_JWT_SIGNATURE, "token signature does not verify")                                    \
+	X(ERR_JWT_EXPIRED, "token has expired")                                                    \
+	X(ERR_JWT_NOT_YET_VALID, "token is not valid yet")                                         \
+	X(ERR_JWT_ISSUER, "token has the wrong issuer")                                            \
+	X(ERR_JWT_AUDIENCE, "token is not meant for this audience")                                \
+	X(ERR_JWT_NO_IDENTITY, "token names no Kubernetes service account")                        \
+	X(ERR_JWKS_MALFORMED, "key set is not a valid JWKS")                                       \
+	/* CSRs and signing */                                                                     \
+	X(ERR_CSR_MALFORMED, "not a PEM certificate signing request")                              \
+	X(ERR_CSR_SIGNATURE, "certificate signing request's signature does not verify")            \
+	X(ERR_CSR_KEY, "certificate signing request's key is not allowed")                         \
+	X(ERR_CSR_IDENTITY, "certificate signing request asks for another identity")               \
+	X(ERR_SIGN_CA, "the signing CA cannot be used")                                            \
+	X(ERR_SIGN_TTL, "requested lifetime is out of bounds")                                     \
+	/* HTTP client */                                                                          \
+	X(ERR_HTTPC_URL, "not a usable https:// URL")                                              \
+	X(ERR_HTTPC_REQUEST, "HTTP request has a bad method or header")                            \
+	X(ERR_HTTPC_CONNECT, "cannot reach the HTTP server, or the connection broke")              \
+	X(ERR_HTTPC_TLS, "TLS with the HTTP server failed")                                        \
+	X(ERR_HTTPC_TIMEOUT, "HTTP request timed out")                                             \
+	X(ERR_HTTPC_PROTOCOL, "HTTP server sent a malformed or truncated response")                \
+	X(ERR_HTTPC_TOO_LARGE, "HTTP response body is larger than the limit")                      \
 	/* configuration */                                                                        \
 	X(ERR_CONFIG_INVALID, "configuration has errors")                                          \
 	X(ERR_CONFIG_SYNTAX, "configuration is not valid YAML")                                    \

@@ -35,12 +35,13 @@ static void test_defaults(void **state)
 	(void)state;
 	assert_int_equal(check("auth: {jwks_file: /etc/meshlet/jwks.json}\n", &c, &s), 0);
 	assert_string_equal(s.listen, "0.0.0.0:8443");
-	assert_string_equal(s.trust_domain, "cluster.local");
+	assert_null(s.trust_domain);
 	assert_int_equal(s.default_ttl, 3600 * 1000);
 	assert_int_equal(s.max_ttl, 24 * 3600 * 1000);
 	assert_int_equal(s.clock_skew, 60 * 1000);
 	assert_string_equal(s.audience, "meshlet-ca");
-	assert_int_equal(s.auth_mode, SETTINGS_AUTH_JWKS);
+	assert_int_equal(s.rate_per_second, 20);
+	assert_int_equal(s.rate_burst, 200);
 	done(&c, &s);
 }
 
@@ -54,20 +55,16 @@ static void test_rules(void **state)
 	                       "cert: {default_ttl: 48h, max_ttl: 24h}\n"
 	                       "auth:\n"
 	                       "  jwks_file: /j\n"
-	                       "  jwks_url: http://x/jwks\n"
 	                       "  allowed_namespaces: [a, b]\n"
 	                       "  denied_namespaces: [b]\n",
 	                       &c, &s),
 	                 ERR_CONFIG_INVALID);
-	assert_int_equal(c.nerrors, 5);
+	assert_int_equal(c.nerrors, 3);
 	assert_string_equal(c.errors[0], "ca.yaml:1: tls.cert_file: tls.cert_file and "
 	                                 "tls.key_file must be set together");
 	assert_string_equal(c.errors[1],
 	                    "ca.yaml:2: cert.default_ttl: is longer than cert.max_ttl");
-	assert_string_equal(
-	    c.errors[2], "ca.yaml:5: auth.jwks_url: set auth.jwks_file or auth.jwks_url, not both");
-	assert_string_equal(c.errors[3], "ca.yaml:5: auth.jwks_url: must be an https:// URL");
-	assert_string_equal(c.errors[4], "ca.yaml:7: auth.denied_namespaces: namespace \"b\" is "
+	assert_string_equal(c.errors[2], "ca.yaml:6: auth.denied_namespaces: namespace \"b\" is "
 	                                 "also in auth.allowed_namespaces");
 	done(&c, &s);
 }

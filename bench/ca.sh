@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Measures meshlet-ca's issuance rate: concurrent keep-alive HTTPS clients (wrk) post the
+# same kind of request a workload sends (an RS256 service-account token and an EC P-256
+# CSR), and the figures are printed next to the floor that the cryptography itself sets
+# on this machine (openssl speed: one ECDSA verify for the CSR, one RSA-2048 verify for
+# the token and one ECDSA sign for the certificate, per issuance).
+#
+# Usage: bench/ca.sh [-c CONNECTIONS] [-t THREADS] [-d SECONDS]
+# Needs: a build (make), wrk and openssl (make deps-bench). PERF_RECORD=FILE profiles the
+# CA under load with perf.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+conns=32 threads=2 duration=10
+while getopts "c:t:d:h" opt; do
+	case $opt in
+	c) conns=$OPTARG ;;
+	t) threads=$OPTARG ;;
+	d) duration=$OPTARG ;;
+	*) sed -n '3,11p' "$0"; exit 2 ;;
+	esac
+done
+for tool in wrk openssl; do
+	command -v "$tool" >/dev/null || { echo "bench/ca.sh: $tool is missing: run make deps-bench" >&2; exit 1; }
+done
+ca=build/bin/meshlet-ca
+[ -x "$ca" ] || { echo "bench/ca.sh: $ca is missing: run make" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/meshlet-bench-ca.XXXXXX)
+pid=
+cleanup() {
+	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+	rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+"$ca" init --dir "$work/ca" --trust-domain bench.local >/dev/null
+"$ca" issue --dir "$work/ca" --dns localhost --out "$work/serving" >/dev/null
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/issuer.key" 2>/dev/null
+chmod 600 "$work/issuer.key"
+"$ca" jwks --key "$work/issuer.key" >"$work/jwks.json"
+token=$("$ca" token --key "$work/issuer.key" --issuer https://kubernetes.default.svc.cluster.local \
+	--audience meshlet-ca --namespace bench --service-account load --ttl 1h)
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /O=bench \
+	-keyout "$work/wl.key" -out "$work/wl.csr" 2>/dev/null
+printf 'rate_limit:\n  per_second: 0\n' >"$work/ca.yaml"
+
+"$ca" serve --config "$work/ca.yaml" --listen 127.0.0.1:0 --ca-dir "$work/ca" \
+	--tls-cert "$work/serving.crt" --tls-key "$work/serving.key" \
+	--jwks-file "$work/jwks.json" >"$work/audit.log" 2>"$work/ca.log" &
+pid=$!
+port=
+for _ in $(seq 100); do
+	port=$(grep -o '"port":[0-9]*' "$work/ca.log" | head -n1 | cut -d: -f2 || true)
+	[ -n "$port" ] && break
+	sleep 0.05
+done
+[ -n "$port" ] || { echo "bench/ca.sh: meshlet-ca did not start:" >&2; cat "$work/ca.log" >&2; exit 1; }
+
+# The request body, with the CSR's line ends escaped for JSON.
+awk 'BEGIN { printf "{\"csr\":\"" } { printf "%s\\n", $0 } END { printf "\",\"ttl_seconds\":3600}" }' \
+	"$work/wl.csr" >"$work/body.json"
+cat >"$work/post.lua" <<EOF
+wrk.method = "POST"
+local f = io.open("$work/body.json")
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $token"
+done = function(summary, latency, requests)
+	io.write(string.format("RESULT %d %d %d %.1f %.1f\n", summary.requests,
+		summary.errors.status + summary.errors.connect + summary.errors.read +
+		summary.errors.write + summary.errors.timeout, summary.duration,
+		latency:percentile(50), latency:percentile(99)))
+end
+EOF
+# Check one request by hand before loading it.
+code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$work/ca/root-cert.pem" \
+	-H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+	--data @"$work/body.json" "https://localhost:$port/v1/certify")
+[ "$code" = 200 ] || { echo "bench/ca.sh: a test request got HTTP $code" >&2; exit 1; }
+
+# PERF_RECORD=file profiles the CA while it is under load (perf record -g).
+perf_pid=
+if [ -n "${PERF_RECORD:-}" ]; then
+	perf record -g -o "$PERF_RECORD" -p "$pid" -- sleep "$duration" >/dev/null 2>&1 &
+	perf_pid=$!
+fi
+wrk -t "$threads" -c "$conns" -d "${duration}s" -s "$work/post.lua" "https://localhost:$port/v1/certify" >"$work/wrk.out"
+[ -z "$perf_pid" ] || wait "$perf_pid"
+read -r _ reqs errors micros p50 p99 < <(grep '^RESULT' "$work/wrk.out")
+rss_kib=$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status")
+rate=$(awk -v r="$reqs" -v us="$micros" 'BEGIN { printf "%.0f", r / (us / 1e6) }')
+
+# The floor: what the three public-key operations alone allow on every core.
+speed=$(openssl speed -seconds 2 ecdsap256 rsa2048 2>/dev/null)
+ec_sign=$(awk '/256 bits ecdsa \(nistp256\)/ { print $(NF-1) }' <<<"$speed")
+ec_verify=$(awk '/256 bits ecdsa \(nistp256\)/ { print $NF }' <<<"$speed")
+rsa_verify=$(awk '/^rsa 2048 bits/ { print $NF }' <<<"$speed")
+cores=$(nproc)
+floor=$(awk -v s="$ec_sign" -v v="$ec_verify" -v r="$rsa_verify" -v n="$cores" \
+	'BEGIN { printf "%.0f", n / (1 / s + 1 / v + 1 / r) }')
+
+printf '\nmeshlet-ca issuance, %d connections, %d wrk threads, %ds, %d cores (%s)\n' \
+	"$conns" "$threads" "$duration" "$cores" "$(openssl version | cut -d' ' -f1-2)"
+printf '%-44s %12s\n' "what" "per second"
+printf '%-44s %12s\n' "openssl speed: ECDSA P-256 sign (1 core)" "$ec_sign"
+printf '%-44s %12s\n' "openssl speed: ECDSA P-256 verify (1 core)" "$ec_verify"
+printf '%-44s %12s\n' "openssl speed: RSA-2048 verify (1 core)" "$rsa_verify"
+printf '%-44s %12s\n' "floor: sign + 2 verifies, all cores" "$floor"
+printf '%-44s %12s\n' "meshlet-ca issuances" "$rate"
+printf '\nratio to the floor: %s%%   p50 %.2f ms   p99 %.2f ms   errors %d   peak RSS %.1f MiB\n' \
+	"$(awk -v a="$rate" -v b="$floor" 'BEGIN { printf "%.0f", 100 * a / b }')" \
+	"$(awk -v x="$p50" 'BEGIN { print x / 1000 }')" "$(awk -v x="$p99" 'BEGIN { print x / 1000 }')" \
+	"$errors" "$(awk -v k="$rss_kib" 'BEGIN { print k / 1024 }')"
+echo "(wrk runs on the same cores as the CA, so the floor is not reachable in full.)"

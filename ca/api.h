@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* meshlet-ca's HTTPS API: routes, audit records and metrics around the certify decision. */
+#ifndef MESHLET_CA_API_H
+#define MESHLET_CA_API_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "meshlet/audit.h"
+#include "meshlet/httpd.h"
+#include "meshlet/jwt.h"
+
+#include "ratelimit.h"
+#include "settings.h"
+#include "sign.h"
+
+/* The largest request body: a CSR and a TTL fit in a few KiB. */
+#define API_MAX_BODY (64 * 1024)
+
+/* The running CA. The JWKS may be replaced while requests are served. */
+struct api {
+	const struct settings *cfg;
+	struct signer *signer;
+	struct ratelimit *rl;
+	struct audit *audit;
+	struct httpd *httpd;
+	pthread_rwlock_t jwks_lock;
+	struct jwks *jwks; /* under jwks_lock */
+	char *bundle_pem;  /* GET /v1/bundle, made once */
+	char *bundle_jwks; /* GET /v1/bundle.jwks, made once */
+};
+
+/*
+ * api_init - prepare the answers that do not change (the trust bundle in PEM and JWKS
+ * form). signer, rl, audit and jwks are handed over: api_free frees them.
+ */
+int api_init(struct api *a, const struct settings *cfg, struct signer *signer, struct jwks *jwks,
+             struct ratelimit *rl, struct audit *audit, struct err *e);
+
+/* api_set_jwks - replace the token verification keys; the old set is freed. */
+void api_set_jwks(struct api *a, struct jwks *jwks);
+
+/* api_handle - the httpd handler: every route of the API. arg is the struct api. */
+void api_handle(void *arg, const struct httpd_request *req, struct httpd_response *res);
+
+/* api_free - free what api_init was given and made. */
+void api_free(struct api *a);
+
+#endif

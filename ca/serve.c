@@ -1,0 +1,274 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* `meshlet-ca serve`: configuration, start-up checks, the signal loop and JWKS reloads. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "meshlet/cli.h"
+#include "meshlet/file.h"
+#include "meshlet/log.h"
+
+#include "api.h"
+#include "serve.h"
+
+#define PROG "meshlet-ca serve"
+/* A key set is a few KiB; a megabyte is a wrong file. */
+#define SERVE_JWKS_MAX (1024 * 1024)
+/* Identities whose rate-limit state is kept at once. */
+#define SERVE_RATE_KEYS 100000
+
+static const char serve_usage[] =
+    "Usage: meshlet-ca serve [--config FILE] [--listen ADDR:PORT] [--ca-dir DIR]\n"
+    "                        [--tls-cert FILE --tls-key FILE] [--jwks-file FILE]\n"
+    "                        [--issuer ISS] [--audience AUD] [--trust-domain TD]\n"
+    "                        [--audit-file FILE]\n"
+    "Serve the certificate API over HTTPS. Flags override the configuration file; every\n"
+    "key is in docs/configuration.md. Audit records go to stdout (and --audit-file),\n"
+    "logs to stderr. SIGTERM or SIGINT stops it.\n"
+    "\n"
+    "  --config FILE        YAML configuration\n"
+    "  --listen ADDR:PORT   where to serve (default 0.0.0.0:8443; port 0 picks one)\n"
+    "  --ca-dir DIR         the signing CA, as made by 'meshlet-ca init'\n"
+    "  --tls-cert FILE      serving certificate chain (re-read when it changes)\n"
+    "  --tls-key FILE       serving key, mode 0600\n"
+    "  --jwks-file FILE     the service-account issuer's public keys (JWKS)\n"
+    "  --issuer ISS         required token issuer\n"
+    "  --audience AUD       required token audience (default meshlet-ca)\n"
+    "  --trust-domain TD    trust domain (default: the CA's own)\n"
+    "  --audit-file FILE    also append every audit record here\n";
+
+struct serve_jwks {
+	const char *path;
+	struct stat st;
+};
+
+static struct jwks *serve_load_jwks(const char *path, struct err *e)
+{
+	struct jwks *k;
+	char *text = NULL;
+	size_t len = 0;
+
+	if (file_read(path, SERVE_JWKS_MAX, &text, &len, e) < 0)
+		return NULL;
+	k = jwks_parse(text, len, e);
+	if (k == NULL) {
+		char detail[sizeof(e->msg)];
+
+		snprintf(detail, sizeof(detail), "%s", e->msg);
+		err_set(e, e->code, "%s: %s", path, detail);
+	}
+	free(text);
+	return k;
+}
+
+static bool serve_changed(struct serve_jwks *w)
+{
+	struct stat st;
+
+	if (stat(w->path, &st) < 0)
+		return false;
+	if (st.st_ino == w->st.st_ino && st.st_dev == w->st.st_dev && st.st_size == w->st.st_size &&
+	    st.st_mtim.tv_sec == w->st.st_mtim.tv_sec &&
+	    st.st_mtim.tv_nsec == w->st.st_mtim.tv_nsec)
+		return false;
+	w->st = st;
+	return true;
+}
+
+/* Runs until a signal; keeps the token keys current with their file. */
+static int serve_loop(struct api *a, struct serve_jwks *w)
+{
+	struct timespec tick = { .tv_sec = 1 };
+	sigset_t set;
+	int sig;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	for (;;) {
+		sig = sigtimedwait(&set, NULL, &tick);
+		if (sig == SIGTERM || sig == SIGINT) {
+			log_info("stopping",
+			         LOG_STR("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"));
+			return 0;
+		}
+		if (serve_changed(w)) {
+			struct err e = { 0 };
+			struct jwks *k = serve_load_jwks(w->path, &e);
+
+			if (k == NULL) {
+				log_warnx("new token keys not loaded; keeping the current ones",
+				          LOG_STR("reason", e.msg));
+				continue;
+			}
+			api_set_jwks(a, k);
+			log_info("token keys reloaded", LOG_STR("file", w->path),
+			         LOG_INT("keys", jwks_count(k)));
+		}
+	}
+}
+
+int serve_main(int argc, char **argv)
+{
+	enum { O_LISTEN, O_CA_DIR, O_CERT, O_KEY, O_JWKS, O_ISSUER, O_AUD, O_TD, O_AUDIT, O_N };
+	static const struct option opts[] = {
+		{ "listen", required_argument, NULL, O_LISTEN },
+		{ "ca-dir", required_argument, NULL, O_CA_DIR },
+		{ "tls-cert", required_argument, NULL, O_CERT },
+		{ "tls-key", required_argument, NULL, O_KEY },
+		{ "jwks-file", required_argument, NULL, O_JWKS },
+		{ "issuer", required_argument, NULL, O_ISSUER },
+		{ "audience", required_argument, NULL, O_AUD },
+		{ "trust-domain", required_argument, NULL, O_TD },
+		{ "audit-file", required_argument, NULL, O_AUDIT },
+		{ "config", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct cli_flag flags[O_N] = {
+		[O_LISTEN] = { "listen", NULL, "--listen" },
+		[O_CA_DIR] = { "ca_dir", NULL, "--ca-dir" },
+		[O_CERT] = { "tls.cert_file", NULL, "--tls-cert" },
+		[O_KEY] = { "tls.key_file", NULL, "--tls-key" },
+		[O_JWKS] = { "auth.jwks_file", NULL, "--jwks-file" },
+		[O_ISSUER] = { "auth.issuer", NULL, "--issuer" },
+		[O_AUD] = { "auth.audience", NULL, "--audience" },
+		[O_TD] = { "trust_domain", NULL, "--trust-domain" },
+		[O_AUDIT] = { "audit_file", NULL, "--audit-file" },
+	};
+	struct settings cfg = { 0 };
+	struct api a;
+	bool api_ready = false;
+	struct signer *signer = NULL;
+	struct jwks *jwks = NULL;
+	struct ratelimit *rl = NULL;
+	struct audit *audit = NULL;
+	struct serve_jwks watch = { 0 };
+	struct err e = { 0 };
+	const char *config = NULL;
+	const char *ca_td;
+	sigset_t set;
+	int status = 1;
+	int opt;
+
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		if (opt >= 0 && opt < O_N) {
+			flags[opt].value = optarg;
+		} else if (opt == 'c') {
+			config = optarg;
+		} else if (opt == 'h') {
+			fputs(serve_usage, stdout);
+			return 0;
+		} else {
+			fprintf(stderr, PROG ": %s %s\nRun 'meshlet-ca serve --help' for usage.\n",
+			        opt == ':' ? "option needs a value:" : "unknown option",
+			        argv[optind - 1]);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, PROG ": unexpected argument %s\n", argv[optind]);
+		return 2;
+	}
+	if (cli_load_settings(&settings_schema, &cfg, config, flags, O_N) < 0)
+		goto out;
+	cli_log_apply("meshlet-ca", &cfg.log);
+	if (cfg.tls_cert_file == NULL) {
+		fprintf(stderr,
+		        PROG ": the API is HTTPS only: give --tls-cert and --tls-key (or "
+		             "tls.cert_file and tls.key_file); 'meshlet-ca issue' makes them\n");
+		goto out;
+	}
+	if (cfg.jwks_file == NULL) {
+		fprintf(stderr, PROG ": give --jwks-file (or auth.jwks_file): the public keys that "
+		                     "workload tokens are verified with\n");
+		goto out;
+	}
+	signer = sign_load(cfg.ca_dir, &e);
+	if (signer == NULL) {
+		fprintf(stderr, PROG ": %s\n", e.msg);
+		goto out;
+	}
+	/* The trust domain is the CA's own unless one is set, and then they must agree. */
+	ca_td = sign_trust_domain(signer);
+	if (cfg.trust_domain == NULL && ca_td == NULL) {
+		fprintf(stderr, PROG ": the CA in %s names no trust domain: set --trust-domain\n",
+		        cfg.ca_dir);
+		goto out;
+	}
+	if (cfg.trust_domain == NULL) {
+		cfg.trust_domain = strdup(ca_td);
+		if (cfg.trust_domain == NULL)
+			goto out;
+	} else if (ca_td != NULL && strcmp(ca_td, cfg.trust_domain) != 0) {
+		fprintf(stderr, PROG ": trust domain \"%s\" differs from the CA's \"%s\" in %s\n",
+		        cfg.trust_domain, ca_td, cfg.ca_dir);
+		goto out;
+	}
+	watch.path = cfg.jwks_file;
+	serve_changed(&watch);
+	jwks = serve_load_jwks(cfg.jwks_file, &e);
+	if (jwks == NULL) {
+		fprintf(stderr, PROG ": %s\n", e.msg);
+		goto out;
+	}
+	rl = ratelimit_new((double)cfg.rate_per_second, (double)cfg.rate_burst, SERVE_RATE_KEYS);
+	audit = audit_open(cfg.audit_file, &e);
+	if (rl == NULL || audit == NULL) {
+		fprintf(stderr, PROG ": %s\n", rl == NULL ? "out of memory" : e.msg);
+		goto out;
+	}
+	if (api_init(&a, &cfg, signer, jwks, rl, audit, &e) < 0) {
+		fprintf(stderr, PROG ": %s\n", e.msg);
+		signer = NULL, jwks = NULL, rl = NULL, audit = NULL;
+		api_ready = true;
+		goto out;
+	}
+	signer = NULL, jwks = NULL, rl = NULL, audit = NULL;
+	api_ready = true;
+
+	/* Signals are taken by the loop alone, never by a server thread. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	a.httpd = httpd_start(
+	    &(struct httpd_options){
+	        .name = "meshlet-ca",
+	        .listen = cfg.listen,
+	        .cert_file = cfg.tls_cert_file,
+	        .key_file = cfg.tls_key_file,
+	        .max_body = API_MAX_BODY,
+	        .threads = (unsigned)cfg.workers,
+	        .timeout = 30,
+	        .max_connections = 8192,
+	        .handler = api_handle,
+	        .arg = &a,
+	    },
+	    &e);
+	if (a.httpd == NULL) {
+		fprintf(stderr, PROG ": %s\n", e.msg);
+		goto out;
+	}
+	log_info("serving", LOG_STR("listen", cfg.listen), LOG_INT("port", httpd_port(a.httpd)),
+	         LOG_STR("trust_domain", cfg.trust_domain), LOG_STR("ca_dir", cfg.ca_dir));
+	status = serve_loop(&a, &watch);
+	httpd_stop(a.httpd);
+	a.httpd = NULL;
+out:
+	if (api_ready)
+		api_free(&a);
+	sign_free(signer);
+	jwks_free(jwks);
+	ratelimit_free(rl);
+	audit_close(audit);
+	config_free(&settings_schema, &cfg);
+	return status;
+}

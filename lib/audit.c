@@ -1,0 +1,118 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Audit trail writer: whole JSON lines to stdout and an append-only file. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "meshlet/audit.h"
+#include "meshlet/time.h"
+
+struct audit {
+	int fd; /* the audit file, or -1 */
+	pthread_mutex_t lock;
+};
+
+struct audit *audit_open(const char *path, struct err *e)
+{
+	struct audit *a = calloc(1, sizeof(*a));
+
+	if (a == NULL) {
+		err_set(e, -ENOMEM, "out of memory");
+		return NULL;
+	}
+	a->fd = -1;
+	pthread_mutex_init(&a->lock, NULL);
+	if (path != NULL) {
+		a->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+		if (a->fd < 0) {
+			err_set(e, -errno, "%s: cannot open the audit file: %s", path,
+			        err_str(-errno));
+			audit_close(a);
+			return NULL;
+		}
+	}
+	return a;
+}
+
+static int audit_put(int fd, const char *buf, size_t len)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		ssize_t w = write(fd, buf + off, len - off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		off += (size_t)w;
+	}
+	return 0;
+}
+
+int audit_write(struct audit *a, json_t *record)
+{
+	json_t *line = json_object();
+	struct timespec now;
+	char ts[TIME_RFC3339_MAX];
+	char *text = NULL;
+	size_t len;
+	int rc = 0, rc2;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	if (line == NULL || time_format_rfc3339(&now, true, ts, sizeof(ts)) < 0 ||
+	    json_object_set_new(line, "ts", json_string(ts)) < 0 ||
+	    json_object_update(line, record) < 0 ||
+	    (text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER)) == NULL) {
+		json_decref(line);
+		return -ENOMEM;
+	}
+	json_decref(line);
+	len = strlen(text);
+	text[len] = '\n'; /* json_dumps's NUL becomes the line end */
+	pthread_mutex_lock(&a->lock);
+	rc = audit_put(STDOUT_FILENO, text, len + 1);
+	if (a->fd >= 0) {
+		rc2 = audit_put(a->fd, text, len + 1);
+		if (rc2 < 0)
+			rc = rc2;
+	}
+	pthread_mutex_unlock(&a->lock);
+	free(text);
+	return rc;
+}
+
+void audit_close(struct audit *a)
+{
+	if (a == NULL)
+		return;
+	if (a->fd >= 0)
+		close(a->fd);
+	pthread_mutex_destroy(&a->lock);
+	free(a);
+}
+
+json_t *audit_string(const char *text)
+{
+	json_t *s;
+	char *copy;
+
+	if (text == NULL)
+		return json_null();
+	s = json_string(text);
+	if (s != NULL)
+		return s;
+	copy = strdup(text);
+	if (copy == NULL)
+		return NULL;
+	for (char *p = copy; *p != '\0'; p++)
+		if ((unsigned char)*p >= 0x80)
+			*p = '?';
+	s = json_string(copy);
+	free(copy);
+	return s;
+}
