@@ -57,7 +57,7 @@ static enum api_outcome api_outcome_of(int status)
 }
 
 int api_init(struct api *a, const struct settings *cfg, struct signer *signer, struct jwks *jwks,
-             struct ratelimit *rl, struct audit *audit, struct err *e)
+             struct tokenreview *review, struct ratelimit *rl, struct audit *audit, struct err *e)
 {
 	const STACK_OF(X509) *roots = sign_roots(signer);
 
@@ -65,6 +65,7 @@ int api_init(struct api *a, const struct settings *cfg, struct signer *signer, s
 	a->cfg = cfg;
 	a->signer = signer;
 	a->jwks = jwks;
+	a->review = review;
 	a->rl = rl;
 	a->audit = audit;
 	pthread_rwlock_init(&a->jwks_lock, NULL);
@@ -147,6 +148,7 @@ static void api_certify(struct api *a, const struct httpd_request *req, struct h
 		struct certify_deps d = {
 			.cfg = a->cfg,
 			.signer = a->signer,
+			.review = a->review,
 			.rl = a->rl,
 			.now = time(NULL),
 			.mono_ms = start,
@@ -237,6 +239,7 @@ void api_free(struct api *a)
 {
 	sign_free(a->signer);
 	jwks_free(a->jwks);
+	tokenreview_free(a->review);
 	ratelimit_free(a->rl);
 	audit_close(a->audit);
 	free(a->bundle_pem);

@@ -13,6 +13,7 @@
 #include "ratelimit.h"
 #include "settings.h"
 #include "sign.h"
+#include "tokenreview.h"
 
 /* The largest request body: a CSR and a TTL fit in a few KiB. */
 #define API_MAX_BODY (64 * 1024)
@@ -25,17 +26,19 @@ struct api {
 	struct audit *audit;
 	struct httpd *httpd;
 	pthread_rwlock_t jwks_lock;
-	struct jwks *jwks; /* under jwks_lock */
-	char *bundle_pem;  /* GET /v1/bundle, made once */
-	char *bundle_jwks; /* GET /v1/bundle.jwks, made once */
+	struct jwks *jwks;          /* under jwks_lock; NULL in tokenreview mode */
+	struct tokenreview *review; /* tokenreview mode */
+	char *bundle_pem;           /* GET /v1/bundle, made once */
+	char *bundle_jwks;          /* GET /v1/bundle.jwks, made once */
 };
 
 /*
  * api_init - prepare the answers that do not change (the trust bundle in PEM and JWKS
- * form). signer, rl, audit and jwks are handed over: api_free frees them.
+ * form). signer, jwks, review, rl and audit are handed over, even on failure: api_free
+ * frees them. One of jwks and review is NULL.
  */
 int api_init(struct api *a, const struct settings *cfg, struct signer *signer, struct jwks *jwks,
-             struct ratelimit *rl, struct audit *audit, struct err *e);
+             struct tokenreview *review, struct ratelimit *rl, struct audit *audit, struct err *e);
 
 /* api_set_jwks - replace the token verification keys; the old set is freed. */
 void api_set_jwks(struct api *a, struct jwks *jwks);

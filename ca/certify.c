@@ -214,7 +214,15 @@ void certify(const struct certify_deps *d, const char *authorization, const char
 		                   : "the Authorization header is not \"Bearer <token>\"");
 		goto out;
 	}
-	rc = jwt_verify(token, strlen(token), d->jwks, &vo, &who, &e);
+	if (d->review != NULL)
+		rc = tokenreview_check(d->review, token, d->now, &who, &e);
+	else
+		rc = jwt_verify(token, strlen(token), d->jwks, &vo, &who, &e);
+	if (rc == ERR_TOKENREVIEW_UNAVAILABLE) {
+		r->retry_after = 1;
+		certify_refuse_err(r, 503, &e);
+		goto out;
+	}
 	if (rc < 0) {
 		certify_refuse_err(r, 401, &e);
 		goto out;
@@ -257,6 +265,7 @@ void certify(const struct certify_deps *d, const char *authorization, const char
 		goto out;
 	}
 	sr.pubkey = X509_REQ_get0_pubkey(req);
+	sr.spki = X509_REQ_get_X509_PUBKEY(req);
 	sr.id = &id;
 	sr.now = d->now;
 	sr.ttl = ttl;

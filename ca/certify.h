@@ -12,12 +12,14 @@
 #include "ratelimit.h"
 #include "settings.h"
 #include "sign.h"
+#include "tokenreview.h"
 
 /* What a decision needs. Everything is borrowed; the caller keeps it alive. */
 struct certify_deps {
 	const struct settings *cfg;
 	const struct signer *signer;
-	const struct jwks *jwks;
+	const struct jwks *jwks;    /* jwks mode */
+	struct tokenreview *review; /* tokenreview mode: used instead of jwks when set */
 	struct ratelimit *rl;
 	int64_t now;     /* unix seconds */
 	int64_t mono_ms; /* monotonic milliseconds, for the rate limit */

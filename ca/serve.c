@@ -96,7 +96,7 @@ static int serve_loop(struct api *a, struct serve_jwks *w)
 			         LOG_STR("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"));
 			return 0;
 		}
-		if (serve_changed(w)) {
+		if (w->path != NULL && serve_changed(w)) {
 			struct err e = { 0 };
 			struct jwks *k = serve_load_jwks(w->path, &e);
 
@@ -145,6 +145,7 @@ int serve_main(int argc, char **argv)
 	bool api_ready = false;
 	struct signer *signer = NULL;
 	struct jwks *jwks = NULL;
+	struct tokenreview *review = NULL;
 	struct ratelimit *rl = NULL;
 	struct audit *audit = NULL;
 	struct serve_jwks watch = { 0 };
@@ -153,7 +154,7 @@ int serve_main(int argc, char **argv)
 	const char *ca_td;
 	sigset_t set;
 	int status = 1;
-	int opt;
+	int opt, rc;
 
 	optind = 1;
 	opterr = 0;
@@ -211,12 +212,20 @@ int serve_main(int argc, char **argv)
 		        cfg.trust_domain, ca_td, cfg.ca_dir);
 		goto out;
 	}
-	watch.path = cfg.jwks_file;
-	serve_changed(&watch);
-	jwks = serve_load_jwks(cfg.jwks_file, &e);
-	if (jwks == NULL) {
-		fprintf(stderr, PROG ": %s\n", e.msg);
-		goto out;
+	if (cfg.auth_mode == SETTINGS_AUTH_TOKENREVIEW) {
+		review = tokenreview_new(&cfg, &e);
+		if (review == NULL) {
+			fprintf(stderr, PROG ": %s\n", e.msg);
+			goto out;
+		}
+	} else {
+		watch.path = cfg.jwks_file;
+		serve_changed(&watch);
+		jwks = serve_load_jwks(cfg.jwks_file, &e);
+		if (jwks == NULL) {
+			fprintf(stderr, PROG ": %s\n", e.msg);
+			goto out;
+		}
 	}
 	rl = ratelimit_new((double)cfg.rate_per_second, (double)cfg.rate_burst, SERVE_RATE_KEYS);
 	audit = audit_open(cfg.audit_file, &e);
@@ -224,14 +233,13 @@ int serve_main(int argc, char **argv)
 		fprintf(stderr, PROG ": %s\n", rl == NULL ? "out of memory" : e.msg);
 		goto out;
 	}
-	if (api_init(&a, &cfg, signer, jwks, rl, audit, &e) < 0) {
+	rc = api_init(&a, &cfg, signer, jwks, review, rl, audit, &e);
+	signer = NULL, jwks = NULL, review = NULL, rl = NULL, audit = NULL;
+	api_ready = true;
+	if (rc < 0) {
 		fprintf(stderr, PROG ": %s\n", e.msg);
-		signer = NULL, jwks = NULL, rl = NULL, audit = NULL;
-		api_ready = true;
 		goto out;
 	}
-	signer = NULL, jwks = NULL, rl = NULL, audit = NULL;
-	api_ready = true;
 
 	/* Signals are taken by the loop alone, never by a server thread. */
 	sigemptyset(&set);
@@ -267,6 +275,7 @@ out:
 		api_free(&a);
 	sign_free(signer);
 	jwks_free(jwks);
+	tokenreview_free(review);
 	ratelimit_free(rl);
 	audit_close(audit);
 	config_free(&settings_schema, &cfg);

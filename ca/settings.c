@@ -4,6 +4,8 @@
 
 #include "settings.h"
 
+static const char *const settings_auth_modes[] = { "jwks", "tokenreview", NULL };
+
 #define S struct settings
 static const struct config_key settings_keys[] = {
 	CONFIG_STRING("listen", S, listen, 0, "0.0.0.0:8443", config_valid_listen,
@@ -18,11 +20,24 @@ static const struct config_key settings_keys[] = {
 	              "serving certificate chain (PEM); re-read when it changes"),
 	CONFIG_STRING("tls.key_file", S, tls_key_file, 0, NULL, NULL,
 	              "serving private key (PEM, mode 0600)"),
+	CONFIG_ENUM("auth.mode", S, auth_mode, settings_auth_modes, "jwks",
+	            "how workload tokens are verified: `jwks` (signatures checked here against "
+	            "auth.jwks_file) or `tokenreview` (the Kubernetes API reviews each token)"),
 	CONFIG_STRING("auth.jwks_file", S, jwks_file, 0, NULL, NULL,
 	              "JWKS file with the service-account issuer's public keys (the API server "
 	              "serves them at /openid/v1/jwks); re-read when it changes"),
+	CONFIG_STRING("auth.api_server", S, api_server, 0, "https://kubernetes.default.svc", NULL,
+	              "Kubernetes API for `tokenreview` (needs RBAC: create tokenreviews)"),
+	CONFIG_STRING("auth.api_ca_file", S, api_ca_file, 0,
+	              "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt", NULL,
+	              "CA bundle that the Kubernetes API's certificate is checked against"),
+	CONFIG_STRING("auth.api_token_file", S, api_token_file, 0,
+	              "/var/run/secrets/kubernetes.io/serviceaccount/token", NULL,
+	              "the CA's own token for the Kubernetes API, read again for every review"),
+	CONFIG_DURATION("auth.review_timeout", S, review_timeout, CONFIG_SECONDS(1) / 10,
+	                CONFIG_SECONDS(30), "5s", "time allowed for one TokenReview"),
 	CONFIG_STRING("auth.issuer", S, issuer, 0, "https://kubernetes.default.svc.cluster.local",
-	              NULL, "required `iss` of workload tokens"),
+	              NULL, "required `iss` of workload tokens (`jwks` mode)"),
 	CONFIG_STRING("auth.audience", S, audience, 0, "meshlet-ca", NULL,
 	              "audience that workload tokens must carry in `aud`"),
 	CONFIG_DURATION("auth.clock_skew", S, clock_skew, 0, CONFIG_MINUTES(10), "60s",
@@ -58,6 +73,8 @@ static void settings_check(struct config *c)
 {
 	const struct settings *s = c->obj;
 
+	if (s->api_server != NULL && strncmp(s->api_server, "https://", 8) != 0)
+		config_error(c, "auth.api_server", "must be an https:// URL");
 	if ((s->tls_cert_file == NULL) != (s->tls_key_file == NULL))
 		config_error(c, s->tls_cert_file != NULL ? "tls.cert_file" : "tls.key_file",
 		             "tls.cert_file and tls.key_file must be set together");

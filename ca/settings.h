@@ -8,13 +8,20 @@
 #include "meshlet/cli.h"
 #include "meshlet/config.h"
 
+enum settings_auth_mode { SETTINGS_AUTH_JWKS, SETTINGS_AUTH_TOKENREVIEW };
+
 struct settings {
 	char *listen;
 	char *trust_domain;
 	char *ca_dir;
 	char *tls_cert_file;
 	char *tls_key_file;
+	int auth_mode; /* enum settings_auth_mode */
 	char *jwks_file;
+	char *api_server;
+	char *api_ca_file;
+	char *api_token_file;
+	int64_t review_timeout;
 	char *issuer;
 	char *audience;
 	int64_t clock_skew;

@@ -88,6 +88,8 @@ void sign_free(struct signer *s);
 /* What sign_issue is asked for. All times are seconds (Unix time for now). */
 struct sign_request {
 	EVP_PKEY *pubkey;           /* the leaf's key: from the CSR, or one we made */
+	const X509_PUBKEY *spki;    /* optional: the same key as the CSR encoded it, copied
+	                             * into the certificate as is (much faster than pubkey) */
 	const struct spiffe_id *id; /* the URI SAN, or NULL */
 	const char *const *dns;     /* DNS SANs (the issue command only) */
 	size_t ndns;                /* how many, 0 to SIGN_DNS_MAX */

@@ -1155,3 +1155,25 @@ out:
 	ERR_pop_to_mark();
 	return text;
 }
+
+int jwt_identity_fill(struct jwt_identity *out, const char *ns, const char *sa,
+                      const char *pod_name, const char *pod_uid, struct err *e)
+{
+	if (ns == NULL || !valid_label(ns, strlen(ns)))
+		return err_set(e, ERR_JWT_NO_IDENTITY, "the namespace is not a DNS label");
+	if (sa == NULL || !valid_subdomain(sa, strlen(sa)))
+		return err_set(e, ERR_JWT_NO_IDENTITY,
+		               "the service account name is not a DNS subdomain");
+	if ((pod_name == NULL) != (pod_uid == NULL) ||
+	    (pod_name != NULL && (!valid_subdomain(pod_name, strlen(pod_name)) ||
+	                          !valid_uid(pod_uid, strlen(pod_uid)))))
+		return err_set(e, ERR_JWT_NO_IDENTITY, "the pod binding has a bad name or uid");
+	memset(out, 0, sizeof(*out));
+	snprintf(out->namespace_, sizeof(out->namespace_), "%s", ns);
+	snprintf(out->service_account, sizeof(out->service_account), "%s", sa);
+	if (pod_name != NULL) {
+		snprintf(out->pod_name, sizeof(out->pod_name), "%s", pod_name);
+		snprintf(out->pod_uid, sizeof(out->pod_uid), "%s", pod_uid);
+	}
+	return 0;
+}

@@ -68,6 +68,8 @@
 	X(ERR_JWT_AUDIENCE, "token is not meant for this audience")                                \
 	X(ERR_JWT_NO_IDENTITY, "token names no Kubernetes service account")                        \
 	X(ERR_JWKS_MALFORMED, "key set is not a valid JWKS")                                       \
+	X(ERR_TOKENREVIEW_DENIED, "the Kubernetes API did not authenticate the token")             \
+	X(ERR_TOKENREVIEW_UNAVAILABLE, "the Kubernetes API could not review the token")            \
 	/* CSRs and signing */                                                                     \
 	X(ERR_CSR_MALFORMED, "not a PEM certificate signing request")                              \
 	X(ERR_CSR_SIGNATURE, "certificate signing request's signature does not verify")            \

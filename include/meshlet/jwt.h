@@ -116,6 +116,15 @@ struct jwt_verify_opts {
 int jwt_verify(const char *token, size_t len, const struct jwks *keys,
                const struct jwt_verify_opts *o, struct jwt_identity *out, struct err *e);
 
+/*
+ * jwt_identity_fill - check Kubernetes names as jwt_verify does (the namespace a DNS
+ * label, the service account and pod DNS subdomains, the pod uid letters, digits and
+ * '-'; pod name and uid together or neither) and copy them into *out, for identities
+ * that come from elsewhere (a TokenReview). Returns 0 or ERR_JWT_NO_IDENTITY with e.
+ */
+int jwt_identity_fill(struct jwt_identity *out, const char *ns, const char *sa,
+                      const char *pod_name, const char *pod_uid, struct err *e);
+
 /* The arguments of jwt_mint; the strings are NUL-terminated and stay the caller's. */
 struct jwt_mint {
 	const char *issuer;          /* "iss", not empty */
