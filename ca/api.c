@@ -203,6 +203,17 @@ static void api_metrics(struct api *a, struct httpd_response *res)
 	res->body_len = len;
 }
 
+/* Can tokens be verified? In jwks mode only once a key set has loaded. */
+static bool api_has_keys(struct api *a)
+{
+	bool ok;
+
+	pthread_rwlock_rdlock(&a->jwks_lock);
+	ok = a->review != NULL || a->jwks != NULL;
+	pthread_rwlock_unlock(&a->jwks_lock);
+	return ok;
+}
+
 void api_handle(void *arg, const struct httpd_request *req, struct httpd_response *res)
 {
 	struct api *a = arg;
@@ -231,6 +242,8 @@ void api_handle(void *arg, const struct httpd_request *req, struct httpd_respons
 		api_metrics(a, res);
 	else if (strcmp(req->path, "/readyz") == 0 && sign_not_after(a->signer) <= time(NULL))
 		httpd_text(res, 503, "text/plain", "signing certificate expired\n");
+	else if (strcmp(req->path, "/readyz") == 0 && !api_has_keys(a))
+		httpd_text(res, 503, "text/plain", "token keys not loaded yet\n");
 	else
 		httpd_text(res, 200, "text/plain", "ok\n");
 }

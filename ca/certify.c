@@ -214,6 +214,12 @@ void certify(const struct certify_deps *d, const char *authorization, const char
 		                   : "the Authorization header is not \"Bearer <token>\"");
 		goto out;
 	}
+	if (d->review == NULL && d->jwks == NULL) {
+		r->retry_after = 5;
+		certify_refuse(r, 503, "jwks_unavailable",
+		               "the keys that verify tokens have not been loaded yet");
+		goto out;
+	}
 	if (d->review != NULL)
 		rc = tokenreview_check(d->review, token, d->now, &who, &e);
 	else

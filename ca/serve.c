@@ -9,15 +9,14 @@
 #include <sys/stat.h>
 
 #include "meshlet/cli.h"
-#include "meshlet/file.h"
 #include "meshlet/log.h"
+#include "meshlet/time.h"
 
 #include "api.h"
+#include "jwksrc.h"
 #include "serve.h"
 
 #define PROG "meshlet-ca serve"
-/* A key set is a few KiB; a megabyte is a wrong file. */
-#define SERVE_JWKS_MAX (1024 * 1024)
 /* Identities whose rate-limit state is kept at once. */
 #define SERVE_RATE_KEYS 100000
 
@@ -41,46 +40,25 @@ static const char serve_usage[] =
     "  --trust-domain TD    trust domain (default: the CA's own)\n"
     "  --audit-file FILE    also append every audit record here\n";
 
-struct serve_jwks {
-	const char *path;
-	struct stat st;
-};
-
-static struct jwks *serve_load_jwks(const char *path, struct err *e)
+/* Takes a new key set when one is due, and says what happened in the log. */
+static void serve_poll_keys(struct api *a, struct jwksrc *src)
 {
-	struct jwks *k;
-	char *text = NULL;
-	size_t len = 0;
+	struct err e = { 0 };
+	struct jwks *k = jwksrc_poll(src, time_mono_ms(), &e);
 
-	if (file_read(path, SERVE_JWKS_MAX, &text, &len, e) < 0)
-		return NULL;
-	k = jwks_parse(text, len, e);
-	if (k == NULL) {
-		char detail[sizeof(e->msg)];
-
-		snprintf(detail, sizeof(detail), "%s", e->msg);
-		err_set(e, e->code, "%s: %s", path, detail);
+	if (k != NULL) {
+		api_set_jwks(a, k);
+		log_info("token keys loaded", LOG_STR("from", jwksrc_where(src)),
+		         LOG_INT("keys", jwks_count(k)));
+	} else if (e.code < 0) {
+		log_warnx(a->jwks != NULL ? "new token keys not loaded; keeping the current ones"
+		                          : "token keys not loaded; not ready",
+		          LOG_STR("reason", e.msg));
 	}
-	free(text);
-	return k;
 }
 
-static bool serve_changed(struct serve_jwks *w)
-{
-	struct stat st;
-
-	if (stat(w->path, &st) < 0)
-		return false;
-	if (st.st_ino == w->st.st_ino && st.st_dev == w->st.st_dev && st.st_size == w->st.st_size &&
-	    st.st_mtim.tv_sec == w->st.st_mtim.tv_sec &&
-	    st.st_mtim.tv_nsec == w->st.st_mtim.tv_nsec)
-		return false;
-	w->st = st;
-	return true;
-}
-
-/* Runs until a signal; keeps the token keys current with their file. */
-static int serve_loop(struct api *a, struct serve_jwks *w)
+/* Runs until a signal; keeps the token keys current with their source. */
+static int serve_loop(struct api *a, struct jwksrc *src)
 {
 	struct timespec tick = { .tv_sec = 1 };
 	sigset_t set;
@@ -96,19 +74,8 @@ static int serve_loop(struct api *a, struct serve_jwks *w)
 			         LOG_STR("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"));
 			return 0;
 		}
-		if (w->path != NULL && serve_changed(w)) {
-			struct err e = { 0 };
-			struct jwks *k = serve_load_jwks(w->path, &e);
-
-			if (k == NULL) {
-				log_warnx("new token keys not loaded; keeping the current ones",
-				          LOG_STR("reason", e.msg));
-				continue;
-			}
-			api_set_jwks(a, k);
-			log_info("token keys reloaded", LOG_STR("file", w->path),
-			         LOG_INT("keys", jwks_count(k)));
-		}
+		if (src != NULL)
+			serve_poll_keys(a, src);
 	}
 }
 
@@ -148,7 +115,7 @@ int serve_main(int argc, char **argv)
 	struct tokenreview *review = NULL;
 	struct ratelimit *rl = NULL;
 	struct audit *audit = NULL;
-	struct serve_jwks watch = { 0 };
+	struct jwksrc *src = NULL;
 	struct err e = { 0 };
 	const char *config = NULL;
 	const char *ca_td;
@@ -186,9 +153,11 @@ int serve_main(int argc, char **argv)
 		             "tls.cert_file and tls.key_file); 'meshlet-ca issue' makes them\n");
 		goto out;
 	}
-	if (cfg.jwks_file == NULL) {
-		fprintf(stderr, PROG ": give --jwks-file (or auth.jwks_file): the public keys that "
-		                     "workload tokens are verified with\n");
+	if (cfg.auth_mode == SETTINGS_AUTH_JWKS && cfg.jwks_file == NULL && cfg.jwks_url == NULL) {
+		fprintf(stderr, PROG
+		        ": give --jwks-file (or auth.jwks_file or auth.jwks_url): the "
+		        "public keys that workload tokens are verified with; or set auth.mode: "
+		        "tokenreview\n");
 		goto out;
 	}
 	signer = sign_load(cfg.ca_dir, &e);
@@ -219,13 +188,19 @@ int serve_main(int argc, char **argv)
 			goto out;
 		}
 	} else {
-		watch.path = cfg.jwks_file;
-		serve_changed(&watch);
-		jwks = serve_load_jwks(cfg.jwks_file, &e);
-		if (jwks == NULL) {
+		src = jwksrc_new(&cfg, &e);
+		if (src == NULL) {
 			fprintf(stderr, PROG ": %s\n", e.msg);
 			goto out;
 		}
+		/* A file must load at start; a URL may come up later (not ready till then). */
+		jwks = jwksrc_poll(src, time_mono_ms(), &e);
+		if (jwks == NULL && cfg.jwks_url == NULL) {
+			fprintf(stderr, PROG ": %s\n", e.msg);
+			goto out;
+		}
+		if (jwks == NULL)
+			log_warnx("token keys not loaded; not ready", LOG_STR("reason", e.msg));
 	}
 	rl = ratelimit_new((double)cfg.rate_per_second, (double)cfg.rate_burst, SERVE_RATE_KEYS);
 	audit = audit_open(cfg.audit_file, &e);
@@ -267,7 +242,7 @@ int serve_main(int argc, char **argv)
 	}
 	log_info("serving", LOG_STR("listen", cfg.listen), LOG_INT("port", httpd_port(a.httpd)),
 	         LOG_STR("trust_domain", cfg.trust_domain), LOG_STR("ca_dir", cfg.ca_dir));
-	status = serve_loop(&a, &watch);
+	status = serve_loop(&a, src);
 	httpd_stop(a.httpd);
 	a.httpd = NULL;
 out:
@@ -276,6 +251,7 @@ out:
 	sign_free(signer);
 	jwks_free(jwks);
 	tokenreview_free(review);
+	jwksrc_free(src);
 	ratelimit_free(rl);
 	audit_close(audit);
 	config_free(&settings_schema, &cfg);

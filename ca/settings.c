@@ -26,6 +26,12 @@ static const struct config_key settings_keys[] = {
 	CONFIG_STRING("auth.jwks_file", S, jwks_file, 0, NULL, NULL,
 	              "JWKS file with the service-account issuer's public keys (the API server "
 	              "serves them at /openid/v1/jwks); re-read when it changes"),
+	CONFIG_STRING("auth.jwks_url", S, jwks_url, 0, NULL, NULL,
+	              "HTTPS URL of the issuer's JWKS instead of a file, like "
+	              "https://kubernetes.default.svc/openid/v1/jwks; trusted through "
+	              "auth.api_ca_file, with auth.api_token_file as the bearer token"),
+	CONFIG_DURATION("auth.jwks_refresh", S, jwks_refresh, CONFIG_SECONDS(1), CONFIG_HOURS(24),
+	                "5m", "how often auth.jwks_url is fetched again"),
 	CONFIG_STRING("auth.api_server", S, api_server, 0, "https://kubernetes.default.svc", NULL,
 	              "Kubernetes API for `tokenreview` (needs RBAC: create tokenreviews)"),
 	CONFIG_STRING("auth.api_ca_file", S, api_ca_file, 0,
@@ -73,6 +79,10 @@ static void settings_check(struct config *c)
 {
 	const struct settings *s = c->obj;
 
+	if (s->jwks_file != NULL && s->jwks_url != NULL)
+		config_error(c, "auth.jwks_url", "set auth.jwks_file or auth.jwks_url, not both");
+	if (s->jwks_url != NULL && strncmp(s->jwks_url, "https://", 8) != 0)
+		config_error(c, "auth.jwks_url", "must be an https:// URL");
 	if (s->api_server != NULL && strncmp(s->api_server, "https://", 8) != 0)
 		config_error(c, "auth.api_server", "must be an https:// URL");
 	if ((s->tls_cert_file == NULL) != (s->tls_key_file == NULL))

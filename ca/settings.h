@@ -18,6 +18,8 @@ struct settings {
 	char *tls_key_file;
 	int auth_mode; /* enum settings_auth_mode */
 	char *jwks_file;
+	char *jwks_url;
+	int64_t jwks_refresh;
 	char *api_server;
 	char *api_ca_file;
 	char *api_token_file;

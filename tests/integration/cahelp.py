@@ -3,11 +3,13 @@
 made independently of meshlet (python3-cryptography), CSRs and an HTTPS client."""
 import base64
 import http.client
+import http.server
 import json
 import os
 import pathlib
 import ssl
 import subprocess
+import threading
 import time
 
 from cryptography import x509
@@ -19,6 +21,7 @@ from conftest import binary, run
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 AUDIENCE = "meshlet-ca"
+OWN_TOKEN = "ca-own-service-account-token"
 
 
 def b64url(data):
@@ -117,7 +120,7 @@ class CADir:
 class CAServer:
     """`meshlet-ca serve` on a free loopback port, with its audit file and log."""
 
-    def __init__(self, cadir, *extra, config=None):
+    def __init__(self, cadir, *extra, config=None, jwks_file=True):
         self.dir = cadir
         self.audit_file = cadir.path / f"audit-{time.monotonic_ns()}.log"
         self.log_path = cadir.path / f"ca-{time.monotonic_ns()}.log"
@@ -125,8 +128,10 @@ class CAServer:
         self.stdout = open(cadir.path / f"stdout-{time.monotonic_ns()}.log", "w+")
         args = [binary("meshlet-ca"), "serve", "--listen", "127.0.0.1:0",
                 "--ca-dir", str(cadir.ca), "--tls-cert", str(cadir.path / "serving.crt"),
-                "--tls-key", str(cadir.path / "serving.key"), "--jwks-file", str(cadir.jwks),
+                "--tls-key", str(cadir.path / "serving.key"),
                 "--audit-file", str(self.audit_file)]
+        if jwks_file:
+            args += ["--jwks-file", str(cadir.jwks)]
         if config is not None:
             args += ["--config", str(config)]
         self.proc = subprocess.Popen(args + list(extra), stdout=self.stdout,
@@ -190,3 +195,72 @@ class CAServer:
         self.log_file.close()
         self.stdout.close()
         return self.proc.returncode
+
+
+class FakeAPIServer:
+    """A stand-in for the Kubernetes API server over TLS: answers TokenReviews (POST
+    /apis/authentication.k8s.io/v1/tokenreviews) and serves a JWKS (GET /openid/v1/jwks)."""
+
+    def __init__(self, cadir):
+        r = run([binary("meshlet-ca"), "issue", "--dir", str(cadir.ca), "--dns", "localhost",
+                 "--out", str(cadir.path / "apiserver")])
+        assert r.returncode == 0, r.stderr
+        self.reviews = []
+        self.jwks = None  # the text GET /openid/v1/jwks answers with, when set
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                outer.reviews.append({"path": self.path, "auth": self.headers["Authorization"]})
+                if self.path != "/openid/v1/jwks" or outer.jwks is None:
+                    return self.answer(404, {"kind": "Status", "code": 404})
+                if self.headers["Authorization"] != "Bearer " + OWN_TOKEN:
+                    return self.answer(401, {"kind": "Status", "code": 401})
+                self.answer(200, json.loads(outer.jwks))
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.reviews.append({"path": self.path, "auth": self.headers["Authorization"],
+                                      "body": body})
+                if self.headers["Authorization"] != "Bearer " + OWN_TOKEN:
+                    return self.answer(401, {"kind": "Status", "code": 401})
+                token = body["spec"]["token"]
+                kind = json.loads(
+                    __import__("base64").urlsafe_b64decode(token.split(".")[1] + "=="))["kind"]
+                status = {"authenticated": True, "audiences": body["spec"]["audiences"],
+                          "user": {"username": "system:serviceaccount:default:web",
+                                   "uid": "sa-uid",
+                                   "extra": {"authentication.kubernetes.io/pod-name": ["web-1"],
+                                             "authentication.kubernetes.io/pod-uid": ["pod-9"]}}}
+                if kind == "denied":
+                    status = {"authenticated": False, "error": "token has expired"}
+                elif kind == "other-audience":
+                    status["audiences"] = ["vault"]
+                elif kind == "user":
+                    status["user"] = {"username": "alice"}
+                self.answer(201, {"apiVersion": "authentication.k8s.io/v1",
+                                  "kind": "TokenReview", "spec": body["spec"],
+                                  "status": status})
+
+            def answer(self, code, doc):
+                data = json.dumps(doc).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(cadir.path / "apiserver.crt"), str(cadir.path / "apiserver.key"))
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()

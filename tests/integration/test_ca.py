@@ -335,7 +335,7 @@ def test_token_keys_reload(tmp_path):
         while s.certify(token, csr_pem(ec_key()))[0] != 200 and time.time() < deadline:
             time.sleep(0.2)
         assert s.certify(token, csr_pem(ec_key()))[0] == 200
-        assert "token keys reloaded" in s.log()
+        assert "token keys loaded" in s.log()
     finally:
         assert s.stop() == 0
 

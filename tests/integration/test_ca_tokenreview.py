@@ -1,18 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
 """meshlet-ca in tokenreview mode, against a small local HTTPS server that answers
 TokenReview requests as the Kubernetes API server does (no kube-apiserver runs here)."""
-import http.server
 import json
-import ssl
-import threading
 import time
 
 import pytest
 
-from cahelp import CADir, CAServer, b64url, csr_pem, ec_key
-from conftest import binary, run
+from cahelp import OWN_TOKEN, CADir, CAServer, FakeAPIServer, b64url, csr_pem, ec_key
 
-OWN_TOKEN = "ca-own-service-account-token"
 
 
 def fake_token(kind, exp_in=3600):
@@ -20,65 +15,6 @@ def fake_token(kind, exp_in=3600):
     payload = b64url(json.dumps({"exp": int(time.time()) + exp_in, "kind": kind,
                                  "jti": time.monotonic_ns()}).encode())
     return f"{b64url(b'{}')}.{payload}.{b64url(kind.encode() + b'-signature')}"
-
-
-class FakeAPIServer:
-    """Answers POST /apis/authentication.k8s.io/v1/tokenreviews over TLS."""
-
-    def __init__(self, cadir):
-        r = run([binary("meshlet-ca"), "issue", "--dir", str(cadir.ca), "--dns", "localhost",
-                 "--out", str(cadir.path / "apiserver")])
-        assert r.returncode == 0, r.stderr
-        self.reviews = []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.reviews.append({"path": self.path, "auth": self.headers["Authorization"],
-                                      "body": body})
-                if self.headers["Authorization"] != "Bearer " + OWN_TOKEN:
-                    return self.answer(401, {"kind": "Status", "code": 401})
-                token = body["spec"]["token"]
-                kind = json.loads(
-                    __import__("base64").urlsafe_b64decode(token.split(".")[1] + "=="))["kind"]
-                status = {"authenticated": True, "audiences": body["spec"]["audiences"],
-                          "user": {"username": "system:serviceaccount:default:web",
-                                   "uid": "sa-uid",
-                                   "extra": {"authentication.kubernetes.io/pod-name": ["web-1"],
-                                             "authentication.kubernetes.io/pod-uid": ["pod-9"]}}}
-                if kind == "denied":
-                    status = {"authenticated": False, "error": "token has expired"}
-                elif kind == "other-audience":
-                    status["audiences"] = ["vault"]
-                elif kind == "user":
-                    status["user"] = {"username": "alice"}
-                self.answer(201, {"apiVersion": "authentication.k8s.io/v1",
-                                  "kind": "TokenReview", "spec": body["spec"],
-                                  "status": status})
-
-            def answer(self, code, doc):
-                data = json.dumps(doc).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(str(cadir.path / "apiserver.crt"), str(cadir.path / "apiserver.key"))
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture
