@@ -178,16 +178,10 @@ static void api_certify(struct api *a, const struct httpd_request *req, struct h
 	httpd_json_error(res, r.status, r.code, r.message);
 }
 
-static void api_metrics(struct api *a, struct httpd_response *res)
+static void api_metrics_fill(FILE *f, void *arg)
 {
-	char *text = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&text, &len);
+	struct api *a = arg;
 
-	if (f == NULL) {
-		httpd_json_error(res, 500, "internal", "out of memory");
-		return;
-	}
 	metrics_write_counter(f, &api_requests);
 	metrics_write_histogram(f, &api_latency);
 	metrics_write_gauge(f, "meshlet_ca_signing_certificate_expiry_seconds",
@@ -196,11 +190,6 @@ static void api_metrics(struct api *a, struct httpd_response *res)
 	metrics_write_gauge(f, "meshlet_ca_serving_certificate_reloads",
 	                    "Times the serving certificate was replaced without a restart.",
 	                    a->httpd != NULL ? (double)httpd_reloads(a->httpd) : 0);
-	fclose(f);
-	res->status = 200;
-	res->content_type = METRICS_CONTENT_TYPE;
-	res->body = text;
-	res->body_len = len;
 }
 
 /* Can tokens be verified? In jwks mode only once a key set has loaded. */
@@ -239,7 +228,7 @@ void api_handle(void *arg, const struct httpd_request *req, struct httpd_respons
 	else if (strcmp(req->path, "/v1/bundle.jwks") == 0)
 		httpd_text(res, 200, "application/json", a->bundle_jwks);
 	else if (strcmp(req->path, "/metrics") == 0)
-		api_metrics(a, res);
+		httpd_metrics(res, api_metrics_fill, a);
 	else if (strcmp(req->path, "/readyz") == 0 && sign_not_after(a->signer) <= time(NULL))
 		httpd_text(res, 503, "text/plain", "signing certificate expired\n");
 	else if (strcmp(req->path, "/readyz") == 0 && !api_has_keys(a))

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* `meshlet-ca serve`: configuration, start-up checks, the signal loop and JWKS reloads. */
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,32 +80,18 @@ static int serve_loop(struct api *a, struct jwksrc *src)
 
 int serve_main(int argc, char **argv)
 {
-	enum { O_LISTEN, O_CA_DIR, O_CERT, O_KEY, O_JWKS, O_ISSUER, O_AUD, O_TD, O_AUDIT, O_N };
-	static const struct option opts[] = {
-		{ "listen", required_argument, NULL, O_LISTEN },
-		{ "ca-dir", required_argument, NULL, O_CA_DIR },
-		{ "tls-cert", required_argument, NULL, O_CERT },
-		{ "tls-key", required_argument, NULL, O_KEY },
-		{ "jwks-file", required_argument, NULL, O_JWKS },
-		{ "issuer", required_argument, NULL, O_ISSUER },
-		{ "audience", required_argument, NULL, O_AUD },
-		{ "trust-domain", required_argument, NULL, O_TD },
-		{ "audit-file", required_argument, NULL, O_AUDIT },
-		{ "config", required_argument, NULL, 'c' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	struct cli_flag flags[] = {
+		{ "listen", NULL, "--listen" },
+		{ "ca_dir", NULL, "--ca-dir" },
+		{ "tls.cert_file", NULL, "--tls-cert" },
+		{ "tls.key_file", NULL, "--tls-key" },
+		{ "auth.jwks_file", NULL, "--jwks-file" },
+		{ "auth.issuer", NULL, "--issuer" },
+		{ "auth.audience", NULL, "--audience" },
+		{ "trust_domain", NULL, "--trust-domain" },
+		{ "audit_file", NULL, "--audit-file" },
 	};
-	struct cli_flag flags[O_N] = {
-		[O_LISTEN] = { "listen", NULL, "--listen" },
-		[O_CA_DIR] = { "ca_dir", NULL, "--ca-dir" },
-		[O_CERT] = { "tls.cert_file", NULL, "--tls-cert" },
-		[O_KEY] = { "tls.key_file", NULL, "--tls-key" },
-		[O_JWKS] = { "auth.jwks_file", NULL, "--jwks-file" },
-		[O_ISSUER] = { "auth.issuer", NULL, "--issuer" },
-		[O_AUD] = { "auth.audience", NULL, "--audience" },
-		[O_TD] = { "trust_domain", NULL, "--trust-domain" },
-		[O_AUDIT] = { "audit_file", NULL, "--audit-file" },
-	};
+	const size_t nflags = sizeof(flags) / sizeof(flags[0]);
 	struct settings cfg = { 0 };
 	struct api a;
 	bool api_ready = false;
@@ -121,30 +106,12 @@ int serve_main(int argc, char **argv)
 	const char *ca_td;
 	sigset_t set;
 	int status = 1;
-	int opt, rc;
+	int rc;
 
-	optind = 1;
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-		if (opt >= 0 && opt < O_N) {
-			flags[opt].value = optarg;
-		} else if (opt == 'c') {
-			config = optarg;
-		} else if (opt == 'h') {
-			fputs(serve_usage, stdout);
-			return 0;
-		} else {
-			fprintf(stderr, PROG ": %s %s\nRun 'meshlet-ca serve --help' for usage.\n",
-			        opt == ':' ? "option needs a value:" : "unknown option",
-			        argv[optind - 1]);
-			return 2;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, PROG ": unexpected argument %s\n", argv[optind]);
-		return 2;
-	}
-	if (cli_load_settings(&settings_schema, &cfg, config, flags, O_N) < 0)
+	rc = cli_parse_flags(argc, argv, PROG, serve_usage, flags, nflags, &config);
+	if (rc >= 0)
+		return rc;
+	if (cli_load_settings(&settings_schema, &cfg, config, flags, nflags) < 0)
 		goto out;
 	cli_log_apply("meshlet-ca", &cfg.log);
 	if (cfg.tls_cert_file == NULL) {

@@ -136,3 +136,43 @@ int cli_load_settings(const struct config_schema *schema, void *obj, const char 
 	config_release(&c);
 	return rc;
 }
+
+int cli_parse_flags(int argc, char **argv, const char *prog, const char *usage,
+                    struct cli_flag *flags, size_t nflags, const char **config)
+{
+	struct option *opts = calloc(nflags + 3, sizeof(*opts));
+	int opt, status = -1;
+
+	if (opts == NULL) {
+		fprintf(stderr, "%s: out of memory\n", prog);
+		return 1;
+	}
+	for (size_t i = 0; i < nflags; i++)
+		opts[i] = (struct option){ flags[i].origin + 2, required_argument, NULL, (int)i };
+	opts[nflags] = (struct option){ "config", required_argument, NULL, 'c' + 1000 };
+	opts[nflags + 1] = (struct option){ "help", no_argument, NULL, 'h' };
+	optind = 1;
+	opterr = 0;
+	while (status < 0 && (opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		if (opt >= 0 && (size_t)opt < nflags) {
+			flags[opt].value = optarg;
+		} else if (opt == 'c' + 1000) {
+			*config = optarg;
+		} else if (opt == 'h') {
+			fputs(usage, stdout);
+			status = 0;
+		} else {
+			fprintf(stderr, "%s: %s %s\nRun '%s --help' for usage.\n", prog,
+			        opt == ':' ? "option needs a value:" : "unknown option",
+			        argv[optind - 1], prog);
+			status = 2;
+		}
+	}
+	if (status < 0 && optind < argc) {
+		fprintf(stderr, "%s: unexpected argument %s\nRun '%s --help' for usage.\n", prog,
+		        argv[optind], prog);
+		status = 2;
+	}
+	free(opts);
+	return status;
+}

@@ -20,6 +20,7 @@
 
 #include "meshlet/httpd.h"
 #include "meshlet/log.h"
+#include "meshlet/metrics.h"
 #include "meshlet/x509.h"
 
 /* GnuTLS priorities: TLS 1.2 and 1.3 only. */
@@ -560,4 +561,20 @@ void httpd_text(struct httpd_response *res, int status, const char *content_type
 	res->content_type = content_type;
 	res->body = strdup(text);
 	res->body_len = res->body != NULL ? strlen(res->body) : 0;
+}
+
+void httpd_metrics(struct httpd_response *res, void (*fill)(FILE *f, void *arg), void *arg)
+{
+	size_t len = 0;
+	char *text = metrics_page(fill, arg, &len);
+
+	if (text == NULL) {
+		httpd_json_error(res, 500, "internal", "out of memory");
+		return;
+	}
+	free(res->body);
+	res->status = 200;
+	res->content_type = METRICS_CONTENT_TYPE;
+	res->body = text;
+	res->body_len = len;
 }

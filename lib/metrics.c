@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Prometheus counters and histograms updated with atomics, written as exposition text. */
 #include <math.h>
+#include <stdlib.h>
 
 #include "meshlet/metrics.h"
 
@@ -76,4 +77,19 @@ void metrics_write_gauge(FILE *f, const char *name, const char *help, double val
 		fprintf(f, "%s NaN\n", name);
 	else
 		fprintf(f, "%s %.17g\n", name, value);
+}
+
+char *metrics_page(void (*fill)(FILE *f, void *arg), void *arg, size_t *len)
+{
+	char *text = NULL;
+	FILE *f = open_memstream(&text, len);
+
+	if (f == NULL)
+		return NULL;
+	fill(f, arg);
+	if (fclose(f) != 0) {
+		free(text);
+		return NULL;
+	}
+	return text;
 }

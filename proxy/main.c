@@ -1,12 +1,17 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* meshlet-proxy's entry point: the command line. */
+/* meshlet-proxy's entry point: the command line and its commands. */
 #include "meshlet/cli.h"
 
+#include "capture.h"
 #include "settings.h"
 
 static const char usage[] =
-    "Usage: meshlet-proxy [OPTION]\n"
+    "Usage: meshlet-proxy COMMAND [OPTION]...\n"
+    "       meshlet-proxy [--check-config FILE | --config-reference | --help | --version]\n"
     "The meshlet sidecar proxy: mutual TLS and authorization for a pod's traffic.\n"
+    "\n"
+    "Commands (each has --help):\n"
+    "  init    write the pod's iptables rules that capture its TCP for the proxy\n"
     "\n"
     "Options:\n"
     "  --check-config FILE  parse and validate a configuration file, print\n"
@@ -17,11 +22,17 @@ static const char usage[] =
 
 int main(int argc, char **argv)
 {
+	/* One row per command; the NULL row ends the table. */
+	static const struct cli_command commands[] = {
+		{ "init", capture_main },
+		{ NULL, NULL },
+	};
 	static const struct cli_program program = {
 		.name = "meshlet-proxy",
 		.usage = usage,
 		.schema = &settings_schema,
 		.settings_size = sizeof(struct settings),
+		.commands = commands,
 	};
 
 	return cli_main(argc, argv, &program);

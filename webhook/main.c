@@ -1,12 +1,21 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* meshlet-webhook's entry point: the command line. */
+/* meshlet-webhook's entry point: the commands serve and inject. */
 #include "meshlet/cli.h"
 
+#include "offline.h"
+#include "serve.h"
 #include "settings.h"
 
+#define PROG "meshlet-webhook"
+
 static const char usage[] =
-    "Usage: meshlet-webhook [OPTION]\n"
+    "Usage: " PROG " COMMAND [OPTION]...\n"
+    "       " PROG " [--check-config FILE | --config-reference | --help | --version]\n"
     "The meshlet admission webhook: injects the meshlet sidecar into pods.\n"
+    "\n"
+    "Commands (each has --help):\n"
+    "  serve    run the HTTPS mutating admission webhook\n"
+    "  inject   inject into manifests on disk (YAML or JSON in, YAML out)\n"
     "\n"
     "Options:\n"
     "  --check-config FILE  parse and validate a configuration file, print\n"
@@ -17,11 +26,17 @@ static const char usage[] =
 
 int main(int argc, char **argv)
 {
+	static const struct cli_command commands[] = {
+		{ "serve", serve_main },
+		{ "inject", offline_main },
+		{ NULL, NULL },
+	};
 	static const struct cli_program program = {
-		.name = "meshlet-webhook",
+		.name = PROG,
 		.usage = usage,
 		.schema = &settings_schema,
 		.settings_size = sizeof(struct settings),
+		.commands = commands,
 	};
 
 	return cli_main(argc, argv, &program);

@@ -71,6 +71,16 @@ struct cli_flag {
 	const char *value;  /* NULL when the flag was not given */
 	const char *origin; /* "--listen" */
 };
+/*
+ * cli_parse_flags - parse a daemon command's options: --config FILE into *config, --help
+ * (prints usage), and each flag of flags, a long option whose name is its origin
+ * ("--listen") and whose value sets its configuration key. prog names the command in
+ * messages ("meshlet-ca serve"). Returns -1 when the command should go on, or the exit
+ * status to end with: 0 after --help, 2 after a usage error (which it printed).
+ */
+int cli_parse_flags(int argc, char **argv, const char *prog, const char *usage,
+                    struct cli_flag *flags, size_t nflags, const char **config);
+
 int cli_load_settings(const struct config_schema *schema, void *obj, const char *path,
                       const struct cli_flag *flags, size_t nflags);
 

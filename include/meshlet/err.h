@@ -85,6 +85,32 @@
 	X(ERR_HTTPC_TIMEOUT, "HTTP request timed out")                                             \
 	X(ERR_HTTPC_PROTOCOL, "HTTP server sent a malformed or truncated response")                \
 	X(ERR_HTTPC_TOO_LARGE, "HTTP response body is larger than the limit")                      \
+	/* webhook */                                                                              \
+	X(ERR_SETTINGS_QUANTITY, "not a Kubernetes resource quantity")                             \
+	X(ERR_SETTINGS_PORTS, "not a list of port numbers")                                        \
+	X(ERR_SETTINGS_CIDRS, "not a list of IP ranges in CIDR notation")                          \
+	X(ERR_SETTINGS_SELECTOR, "not a label selector (key or key=value)")                        \
+	X(ERR_SETTINGS_IMAGE, "not a container image reference")                                   \
+	X(ERR_INJECT_BUNDLE, "trust bundle is not PEM certificate text")                           \
+	X(ERR_INJECT_SETTINGS, "injector settings are invalid")                                    \
+	X(ERR_PATCH_MALFORMED, "JSON Patch or JSON Pointer is malformed")                          \
+	X(ERR_PATCH_PATH, "JSON Patch path does not exist in the document")                        \
+	X(ERR_PATCH_TEST, "JSON Patch test operation failed")                                      \
+	/* YAML */                                                                                 \
+	X(ERR_YAML_TOO_LARGE, "YAML input is larger than 16 MiB")                                  \
+	X(ERR_YAML_ENCODING, "YAML input is not valid UTF-8 text")                                 \
+	X(ERR_YAML_SYNTAX, "not valid YAML")                                                       \
+	X(ERR_YAML_TOO_DEEP, "YAML collections nest too deeply")                                   \
+	X(ERR_YAML_ALIAS, "YAML alias names no anchor it may use")                                 \
+	X(ERR_YAML_EXPANSION, "YAML aliases expand to too much data")                              \
+	X(ERR_YAML_KEY, "YAML mapping key cannot become a JSON object key")                        \
+	X(ERR_YAML_DUPLICATE_KEY, "YAML mapping has a duplicate key")                              \
+	X(ERR_YAML_TAG, "YAML tag is unsupported or does not fit its value")                       \
+	X(ERR_YAML_NUMBER, "YAML number cannot be represented in JSON")                            \
+	X(ERR_YAML_MERGE, "YAML merge key (<<) needs a mapping or a list of mappings")             \
+	X(ERR_YAML_EMIT, "value cannot be written as YAML")                                        \
+	/* proxy */                                                                                \
+	X(ERR_CAPTURE_FLAG, "bad meshlet-proxy init flag")                                         \
 	/* configuration */                                                                        \
 	X(ERR_CONFIG_INVALID, "configuration has errors")                                          \
 	X(ERR_CONFIG_SYNTAX, "configuration is not valid YAML")                                    \

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "meshlet/err.h"
 
@@ -74,5 +75,11 @@ void httpd_json_error(struct httpd_response *res, int status, const char *code,
 
 /* httpd_text - fill res with a copy of text, of the given status and content type. */
 void httpd_text(struct httpd_response *res, int status, const char *content_type, const char *text);
+
+/*
+ * httpd_metrics - fill res with a Prometheus page: fill(f, arg) writes the metrics
+ * (see metrics.h). 500 when out of memory.
+ */
+void httpd_metrics(struct httpd_response *res, void (*fill)(FILE *f, void *arg), void *arg);
 
 #endif

@@ -66,6 +66,13 @@ void metrics_write_counter(FILE *f, const struct metrics_counter *c);
 void metrics_write_histogram(FILE *f, const struct metrics_histogram *h);
 void metrics_write_gauge(FILE *f, const char *name, const char *help, double value);
 
+/*
+ * metrics_page - the text of a /metrics answer: runs fill(f, arg), which calls the
+ * writers above on f, into memory. Returns the malloc'd text (the caller frees it) and
+ * its length in *len, or NULL when out of memory.
+ */
+char *metrics_page(void (*fill)(FILE *f, void *arg), void *arg, size_t *len);
+
 /* The content type of what the writers produce. */
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
