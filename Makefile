@@ -21,7 +21,7 @@ DEB_TEST  := python3 python3-pytest python3-cryptography python3-jsonpatch pytho
 	openssl curl iproute2 iptables clang
 DEB_PKGS  := $(DEB_BUILD) $(DEB_TEST)
 # What the benchmark scripts in bench/ drive the daemons with.
-DEB_BENCH := wrk openssl curl
+DEB_BENCH := wrk openssl curl nginx-light
 
 ifeq ($(V),1)
 Q :=

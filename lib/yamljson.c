@@ -45,8 +45,11 @@ static const char yj_nan[] = " .nan .NaN .NAN ";
 /* Is s one of the space-separated words of list? */
 static bool yj_in(const char *list, const char *s, size_t n)
 {
+	/* Without spaces and NULs in s, a match lies within list: w[n + 1] is in bounds. */
+	if (memchr(s, ' ', n) != NULL || memchr(s, '\0', n) != NULL)
+		return false;
 	for (const char *w = list; (w = strchr(w, ' ')) != NULL && w[1] != '\0'; w++)
-		if (strncmp(w + 1, s, n) == 0 && w[n + 1] == ' ' && memchr(s, ' ', n) == NULL)
+		if (strncmp(w + 1, s, n) == 0 && w[n + 1] == ' ')
 			return true;
 	return false;
 }

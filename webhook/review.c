@@ -50,15 +50,29 @@ static const char *review_bad_type(json_t *obj, const char *key, json_type want)
 	return v == NULL || json_typeof(v) == want ? NULL : key;
 }
 
-/* Builds the answer around response. Takes response's reference. */
-static void review_answer(struct review_result *r, json_t *response)
+/*
+ * Builds the answer around response (whose reference it takes), with the base64 patch, when
+ * there is one, added as the last member of response. The patch is spliced in as text:
+ * base64 needs no escaping, and putting a few KiB through the JSON writer again was a
+ * sixth of the time of a review.
+ */
+static void review_answer(struct review_result *r, json_t *response, const char *patch_b64)
 {
 	json_t *doc = json_pack("{s:s, s:s, s:o}", "apiVersion", REVIEW_API_VERSION, "kind",
 	                        "AdmissionReview", "response", response);
+	char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	size_t len = text != NULL ? strlen(text) : 0;
 
-	r->status = 200;
-	r->body = doc != NULL ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 	json_decref(doc);
+	r->status = 200;
+	if (patch_b64 == NULL || text == NULL || len < 2) {
+		r->body = text;
+		return;
+	}
+	/* text ends with the "}}" that close response and the document. */
+	if (asprintf(&r->body, "%.*s,\"patch\":\"%s\"}}", (int)(len - 2), text, patch_b64) < 0)
+		r->body = NULL;
+	free(text);
 }
 
 /* auditAnnotations keys have no '/': the API server prefixes them with the webhook's name. */
@@ -138,7 +152,7 @@ void review_handle(const struct injector *in, const char *body, size_t len, stru
 		         strcmp(r->operation, "CREATE") != 0 ? "not_create" : "not_a_pod");
 		snprintf(r->message, sizeof(r->message), "%s of %s%s%s is not a pod creation",
 		         r->operation, r->kind, subresource[0] != '\0' ? "/" : "", subresource);
-		review_answer(r, review_response(r, true));
+		review_answer(r, review_response(r, true), NULL);
 		goto out;
 	}
 	pod = json_object_get(req, "object");
@@ -175,7 +189,6 @@ void review_handle(const struct injector *in, const char *body, size_t len, stru
 			goto out;
 		}
 		json_object_set_new(resp, "patchType", json_string("JSONPatch"));
-		json_object_set_new(resp, "patch", json_string(patch_b64));
 		break;
 	case INJECT_SKIPPED:
 		r->decision = "skipped";
@@ -196,7 +209,7 @@ void review_handle(const struct injector *in, const char *body, size_t len, stru
 		review_error(r, "out of memory");
 		goto out;
 	}
-	review_answer(r, resp);
+	review_answer(r, resp, patch_b64);
 out:
 	free(patch_text);
 	free(patch_b64);

@@ -43,12 +43,17 @@
  *
  * Merge keys: `<<: *base` (or a list of mappings) copies keys that the mapping does
  * not set itself; keys written in the mapping win wherever they appear, and among
- * several merged mappings the first wins (the YAML merge-key specification, Python
- * and go-yaml v3). go-yaml v2 differs in two corner cases: it lets a `<<` written after
- * a key override that key, and in strict mode it refuses any override.
+ * several merged mappings (or several `<<` keys) the first wins: the YAML merge-key
+ * specification, as Python and go-yaml v3 do it. go-yaml v2 differs in two corner
+ * cases: it lets a `<<` written after a key override that key, and in strict mode it
+ * refuses any override.
  *
  * Anchors and aliases are expanded into independent copies (changing one copy never
  * changes another). An alias to its own enclosing node is an error.
+ *
+ * JSON is read as YAML, so two things JSON allows fail as they do in go-yaml: a key
+ * longer than 1024 characters ("key": value is an implicit YAML key), and \uD800 to
+ * \uDFFF escapes (surrogate pairs); write such characters as UTF-8.
  */
 
 /* Larger inputs are refused. */
@@ -89,7 +94,9 @@ void yamljson_docs_free(struct yamljson_doc *docs, size_t n);
  * like '-' or '*'). Multi-line strings are literal block scalars (|, |-, |+) when
  * YAML can hold them exactly that way, else double-quoted. Reals are written with
  * enough digits to read back the same double, and always with a '.' ("3.0", "1.0e+20").
- * Keys holding a NUL byte are refused (yamljson_parse could not read them back).
+ * Keys longer than 128 characters become explicit "? key" entries, and a document that
+ * holds a |+ block ends with "..." (libyaml's choices; both are plain YAML). Keys
+ * holding a NUL byte are refused (yamljson_parse could not read them back).
  * Appends to *out: NULL (a new buffer) or a malloc'd buffer from an earlier call
  * holding *len bytes; a non-empty buffer gets a "---" line first. The text is always
  * NUL-terminated (the NUL is not counted in *len); the caller frees *out.

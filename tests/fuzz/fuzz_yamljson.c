@@ -41,6 +41,27 @@ static void check_round_trip(const struct yamljson_doc *docs, size_t n, int appe
 	free(values);
 }
 
+/* The input itself, as a string value and key, must be written and read back too. */
+static void check_string(const uint8_t *data, size_t size)
+{
+	json_t *s = json_stringn((const char *)data, size);
+	struct yamljson_doc doc = { .value = json_object(), .line = 1 };
+
+	if (s == NULL || doc.value == NULL) {
+		/* Not UTF-8, which a JSON string cannot be. */
+		json_decref(s);
+		json_decref(doc.value);
+		return;
+	}
+	json_object_set_new(doc.value, "v", json_pack("[O]", s));
+	/* Keys with a NUL are refused on purpose (see yamljson.h). */
+	if (memchr(data, '\0', size) == NULL)
+		json_object_setn(doc.value, (const char *)data, size, s);
+	check_round_trip(&doc, 1, 0);
+	json_decref(s);
+	json_decref(doc.value);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct yamljson_doc *docs = NULL;
@@ -48,6 +69,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct err e;
 	int rc;
 
+	check_string(data, size);
 	memset(&e, 0, sizeof(e));
 	rc = yamljson_parse("fuzz.yaml", (const char *)data, size, &docs, &n, &e);
 	if (rc != 0) {

@@ -978,10 +978,12 @@ static void test_round_trip(void **state)
 	round_trip(all);
 	json_decref(all);
 	/* Numbers at their limits, nesting, and the odd shapes. */
-	all = json_loads("[0.1, 1e-300, 1e300, -0.0, 2.5e-8, 9007199254740993, 1.0, 100.0, "
-	                 "-9223372036854775808, {\"\": \"\"}, [[[]]], [{}], {\"a\": [null]}, "
-	                 "\"nul\\u0000in\\u0000value\", \"\\u0001\\u001f\\u007f\"]",
-	                 JSON_ALLOW_NUL, &jerr);
+	all =
+	    json_loads("[0.1, 1e-300, 1e300, -0.0, 2.5e-8, 9007199254740993, 1.0, 100.0, "
+	               "-9223372036854775808, {\"\": \"\"}, [[[]]], [{}], {\"a\": [null]}, "
+	               "\"nul\\u0000in\\u0000value\", \"\\u0001\\u001f\\u007f\", \"OFF \\u0000x\", "
+	               "\"1 \\u0000\"]",
+	               JSON_ALLOW_NUL, &jerr);
 	assert_non_null(all);
 	round_trip(all);
 	for (size_t i = 0; i < json_array_size(all); i++)
