@@ -144,6 +144,7 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(wildcard include/meshlet/*.h) | ch
 
 # Harnesses that include a program's source file say so here.
 $(BUILD)/fuzz/fuzz_csr: ca/csr.c ca/csr.h
+$(BUILD)/fuzz/fuzz_review: $(wildcard webhook/*.[ch])
 
 fuzz: $(FUZZ_BINS)
 	$(Q)for f in $(FUZZ_BINS); do \
