@@ -312,6 +312,13 @@ static struct MHD_Daemon *httpd_mhd_start(struct httpd *h, const char *cert_pem,
 
 		threads = n > 0 ? (unsigned)n : 1;
 	}
+	if (h->o.cert_file == NULL)
+		return MHD_start_daemon(
+		    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL,
+		    NULL, httpd_access, h, MHD_OPTION_LISTEN_SOCKET, h->fd,
+		    MHD_OPTION_CONNECTION_TIMEOUT, h->o.timeout, MHD_OPTION_CONNECTION_LIMIT,
+		    h->o.max_connections, MHD_OPTION_NOTIFY_COMPLETED, httpd_completed, h,
+		    MHD_OPTION_EXTERNAL_LOGGER, httpd_mhd_log, h, MHD_OPTION_END);
 	return MHD_start_daemon(
 	    MHD_USE_TLS | MHD_USE_EPOLL_INTERNALLY | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL, NULL,
 	    httpd_access, h, MHD_OPTION_LISTEN_SOCKET, h->fd, MHD_OPTION_HTTPS_MEM_CERT, cert_pem,
@@ -479,18 +486,22 @@ struct httpd *httpd_start(const struct httpd_options *o, struct err *e)
 	h->fd = -1;
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_cond_init(&h->wake, NULL);
-	httpd_stamp_of(o->cert_file, &h->cert_stamp);
-	httpd_stamp_of(o->key_file, &h->key_stamp);
-	if (httpd_load_pair(o, &h->current.cert_pem, &h->current.key_pem, e) < 0)
-		goto fail;
+	if (o->cert_file != NULL) {
+		httpd_stamp_of(o->cert_file, &h->cert_stamp);
+		httpd_stamp_of(o->key_file, &h->key_stamp);
+		if (httpd_load_pair(o, &h->current.cert_pem, &h->current.key_pem, e) < 0)
+			goto fail;
+	}
 	if (httpd_listen(h, e) < 0)
 		goto fail;
 	h->current.mhd = httpd_mhd_start(h, h->current.cert_pem, h->current.key_pem);
 	if (h->current.mhd == NULL) {
-		err_set(e, ERR_INTERNAL, "%s: the HTTPS server did not start (see the log)",
+		err_set(e, ERR_INTERNAL, "%s: the HTTP server did not start (see the log)",
 		        o->name);
 		goto fail;
 	}
+	if (o->cert_file == NULL)
+		return h;
 	if (pthread_create(&h->watcher, NULL, httpd_watch, h) != 0) {
 		err_set(e, -EAGAIN, "cannot start the certificate watcher");
 		goto fail;
