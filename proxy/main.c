@@ -3,6 +3,7 @@
 #include "meshlet/cli.h"
 
 #include "capture.h"
+#include "run.h"
 #include "settings.h"
 
 static const char usage[] =
@@ -12,6 +13,7 @@ static const char usage[] =
     "\n"
     "Commands (each has --help):\n"
     "  init    write the pod's iptables rules that capture its TCP for the proxy\n"
+    "  run     the sidecar: identity, mutual TLS between proxies, traffic capture\n"
     "\n"
     "Options:\n"
     "  --check-config FILE  parse and validate a configuration file, print\n"
@@ -25,6 +27,7 @@ int main(int argc, char **argv)
 	/* One row per command; the NULL row ends the table. */
 	static const struct cli_command commands[] = {
 		{ "init", capture_main },
+		{ "run", run_main },
 		{ NULL, NULL },
 	};
 	static const struct cli_program program = {

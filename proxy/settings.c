@@ -1,9 +1,50 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* meshlet-proxy's configuration table and the rules that span its keys. */
+#include <stdio.h>
+#include <string.h>
+
+#include "meshlet/spiffe.h"
+
+#include "capture.h"
 #include "settings.h"
 
 static const char *const settings_identity_modes[] = { "ca", "files", NULL };
 static const char *const settings_mtls_modes[] = { "strict", "permissive", "disable", NULL };
+
+/* "originate LISTEN UPSTREAM [SPIFFE-ID]" or "terminate LISTEN UPSTREAM". */
+static bool settings_valid_static(const char *value, char *why, size_t why_size)
+{
+	char mode[16], listen[128], upstream[128], id[2100], extra[8];
+	int n = sscanf(value, "%15s %127s %127s %2099s %7s", mode, listen, upstream, id, extra);
+
+	if (n < 3 || n > 4 || (strcmp(mode, "originate") != 0 && strcmp(mode, "terminate") != 0) ||
+	    (n == 4 && strcmp(mode, "originate") != 0)) {
+		snprintf(why, why_size,
+		         "must be \"originate LISTEN UPSTREAM [SPIFFE-ID]\" or \"terminate LISTEN "
+		         "UPSTREAM\"");
+		return false;
+	}
+	if (!config_valid_listen(listen, why, why_size) ||
+	    !config_valid_listen(upstream, why, why_size))
+		return false;
+	if (n == 4 && spiffe_id_parse(id, strlen(id), &(struct spiffe_id){ 0 }) < 0) {
+		snprintf(why, why_size, "names \"%.64s\", which is not a SPIFFE ID", id);
+		return false;
+	}
+	return true;
+}
+
+static bool settings_valid_cidrs(const char *value, char *why, size_t why_size)
+{
+	static struct capture_cidrs cidrs; /* large: kept off the stack */
+	struct err e = { 0 };
+
+	if (capture_parse_cidrs("", value, true, &cidrs, &e) < 0) {
+		snprintf(why, why_size, "%s", e.msg);
+		return false;
+	}
+	return true;
+}
 
 #define S struct settings
 static const struct config_key settings_keys[] = {
@@ -43,6 +84,33 @@ static const struct config_key settings_keys[] = {
 	                "a connection with no traffic either way for this long is closed"),
 	CONFIG_INT("limits.max_connections", S, max_connections, 1, 1000000, "65536",
 	           "connections held at once; more are refused"),
+	CONFIG_STRING("identity.namespace", S, namespace_, 63, NULL, config_valid_dns_label,
+	              "the pod's namespace, for its SPIFFE ID (MESHLET_POD_NAMESPACE)"),
+	CONFIG_STRING("identity.service_account", S, service_account, 253, NULL, NULL,
+	              "the pod's service account, for its SPIFFE ID (MESHLET_SERVICE_ACCOUNT)"),
+	CONFIG_STRING("identity.ca_server_name", S, ca_server_name, 253, NULL, NULL,
+	              "name meshlet-ca's certificate must carry; default: the host of "
+	              "identity.ca_address"),
+	CONFIG_DURATION("identity.ttl", S, svid_ttl, 0, CONFIG_HOURS(24), "0",
+	                "certificate lifetime asked of meshlet-ca; 0: the CA's default"),
+	CONFIG_BOOL("listeners.capture", S, capture, "true",
+	            "serve the ports that iptables captures to (outbound, inbound) and the tunnel"),
+	CONFIG_STRLIST("listeners.static", S, static_listeners, 256, NULL, settings_valid_static,
+	               "fixed listeners, like stunnel: \"originate LISTEN UPSTREAM [SPIFFE-ID]\" "
+	               "(plain in, mutual TLS out) or \"terminate LISTEN UPSTREAM\" (mutual TLS "
+	               "in, plain out)"),
+	CONFIG_STRING("outbound.mesh_ranges", S, mesh_ranges, 0, "*", settings_valid_cidrs,
+	              "destinations (CIDRs, comma-separated, or *) tried through their tunnel "
+	              "port first; others pass through as plain TCP"),
+	CONFIG_STRING("outbound.mtls_required_ranges", S, mtls_required_ranges, 0, NULL,
+	              settings_valid_cidrs,
+	              "destinations that must be reached with mutual TLS: no plain fallback"),
+	CONFIG_DURATION("outbound.fallback_ttl", S, fallback_ttl, CONFIG_SECONDS(1),
+	                CONFIG_HOURS(1), "60s",
+	                "how long a destination without a sidecar is remembered as one"),
+	CONFIG_DURATION("timeouts.drain", S, drain_timeout, 0, CONFIG_MINUTES(10), "30s",
+	                "after SIGTERM, how long open connections may finish"),
+	CONFIG_BOOL("access_log", S, access_log, "false", "log one JSON line per connection"),
 	CLI_LOG_KEYS(S),
 	{ .name = NULL },
 };

@@ -3,6 +3,7 @@
 #ifndef MESHLET_PROXY_SETTINGS_H
 #define MESHLET_PROXY_SETTINGS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "meshlet/cli.h"
@@ -29,6 +30,17 @@ struct settings {
 	int64_t handshake_timeout;
 	int64_t idle_timeout;
 	int64_t max_connections;
+	char *namespace_;
+	char *service_account;
+	char *ca_server_name;
+	int64_t svid_ttl;
+	bool capture;
+	struct config_strlist static_listeners;
+	char *mesh_ranges;
+	char *mtls_required_ranges;
+	int64_t fallback_ttl;
+	int64_t drain_timeout;
+	bool access_log;
 	struct cli_log log;
 };
 

@@ -111,6 +111,19 @@
 	X(ERR_YAML_EMIT, "value cannot be written as YAML")                                        \
 	/* proxy */                                                                                \
 	X(ERR_CAPTURE_FLAG, "bad meshlet-proxy init flag")                                         \
+	X(ERR_CREDS_CHAIN, "certificate chain does not verify against the trust bundle")           \
+	X(ERR_CREDS_NOT_LEAF, "certificate is a CA certificate, not a workload's")                 \
+	X(ERR_CREDS_TRUST_DOMAIN, "SPIFFE ID is not in the trust domain")                          \
+	X(ERR_CREDS_PEER_ID, "peer is not the expected SPIFFE ID")                                 \
+	X(ERR_CREDS_NO_PEER, "peer presented no certificate")                                      \
+	X(ERR_IDENTITY_CA, "meshlet-ca refused the certificate request")                           \
+	X(ERR_IDENTITY_ANSWER, "meshlet-ca's answer is malformed or not for this workload")        \
+	X(ERR_PREAMBLE_MAGIC, "tunnel preamble does not start with \"MSHL\"")                      \
+	X(ERR_PREAMBLE_VERSION, "tunnel preamble has a version this proxy does not speak")         \
+	X(ERR_PREAMBLE_FLAGS, "tunnel preamble sets flags this proxy does not know")               \
+	X(ERR_PREAMBLE_TOO_LARGE, "tunnel preamble is longer than 256 bytes")                      \
+	X(ERR_PREAMBLE_MALFORMED, "tunnel preamble is malformed")                                  \
+	X(ERR_RELAY_LIMIT, "connection limit reached")                                             \
 	/* configuration */                                                                        \
 	X(ERR_CONFIG_INVALID, "configuration has errors")                                          \
 	X(ERR_CONFIG_SYNTAX, "configuration is not valid YAML")                                    \

@@ -36,13 +36,14 @@ typedef void (*httpd_handler_fn)(void *arg, const struct httpd_request *req,
                                  struct httpd_response *res);
 
 struct httpd_options {
-	const char *name;      /* for log lines: "meshlet-ca" */
-	const char *listen;    /* "host:port", "[v6]:port"; port 0 picks a free port */
-	const char *cert_file; /* PEM chain, leaf first; NULL: plain HTTP, one thread (admin ports) */
-	const char *key_file;  /* PEM key, mode 0600 */
-	size_t max_body;       /* larger bodies are not read: body_too_large */
-	unsigned threads;      /* worker threads; 0: one per core */
-	unsigned timeout;      /* seconds a connection may be idle or slow */
+	const char *name;   /* for log lines: "meshlet-ca" */
+	const char *listen; /* "host:port", "[v6]:port"; port 0 picks a free port */
+	const char
+	    *cert_file; /* PEM chain, leaf first; NULL: plain HTTP, one thread (admin ports) */
+	const char *key_file; /* PEM key, mode 0600 */
+	size_t max_body;      /* larger bodies are not read: body_too_large */
+	unsigned threads;     /* worker threads; 0: one per core */
+	unsigned timeout;     /* seconds a connection may be idle or slow */
 	unsigned max_connections;
 	httpd_handler_fn handler;
 	void *arg;

@@ -17,8 +17,8 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char bundle[] = "-----BEGIN CERTIFICATE-----\n"
-			     "MIIBAzCBqqADAgECAgEBMAoGCCqGSM49BAMCMAAwHhcNMjYwMTAxMDAwMDAwWhcN\n"
-			     "-----END CERTIFICATE-----\n";
+                             "MIIBAzCBqqADAgECAgEBMAoGCCqGSM49BAMCMAAwHhcNMjYwMTAxMDAwMDAwWhcN\n"
+                             "-----END CERTIFICATE-----\n";
 
 static struct injector *fuzz_injector(void)
 {
@@ -48,7 +48,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	review_handle(fuzz_injector(), (const char *)data, size, &r);
 	/* Every answer is JSON, and a 200 is an AdmissionReview with a response. */
 	answer = r.body != NULL ? json_loads(r.body, 0, NULL) : NULL;
-	if (answer == NULL || (r.status == 200 && !json_is_object(json_object_get(answer, "response"))) ||
+	if (answer == NULL ||
+	    (r.status == 200 && !json_is_object(json_object_get(answer, "response"))) ||
 	    r.decision == NULL)
 		abort();
 	json_decref(answer);

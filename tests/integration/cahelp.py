@@ -96,6 +96,7 @@ class CADir:
 
     def __init__(self, path, intermediate=False, td="example.org"):
         self.path = pathlib.Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
         self.ca = self.path / "ca"
         self.td = td
         args = [binary("meshlet-ca"), "init", "--dir", str(self.ca), "--trust-domain", td]

@@ -1,0 +1,205 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A proxied connection: two halves, each plain or TLS, joined by buffers, with hooks. */
+#ifndef MESHLET_PROXY_RELAY_H
+#define MESHLET_PROXY_RELAY_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <openssl/ssl.h>
+
+#include "meshlet/spiffe.h"
+#include "loop.h"
+#include "preamble.h"
+
+/*
+ * A relay joins the downstream socket (accepted from a client) to an upstream socket (that
+ * the relay connects), on one loop. Either side may be TLS (an SSL_CTX from the caller:
+ * a server one downstream, a client one upstream) or plain (NULL). Its life:
+ *
+ *	DOWN_HANDSHAKE  downstream TLS handshake, then on_handshake(DOWN)    [handshake timeout]
+ *	PREAMBLE        when RELAY_READ_PREAMBLE: read the tunnel preamble, then on_preamble,
+ *	                which sets the upstream                         [same handshake timeout]
+ *	CONNECT         non-blocking connect to the upstream; a failure    [connect timeout]
+ *	                goes to on_upstream_failed, which may set another upstream (retry)
+ *	UP_HANDSHAKE    upstream TLS handshake, then on_handshake(UP)      [handshake timeout]
+ *	RELAY           bytes both ways; a preamble given to relay_set_upstream goes first
+ *	                                                                     [idle timeout]
+ *	closed          on_close(stats) once, then the relay is freed after the loop's round
+ *
+ * Bytes: per direction one buffer of LOOP_BUF_SIZE bytes, taken from the loop when a read
+ * is about to happen and given back as soon as it is empty, so an idle relay holds none
+ * (TLS sides use SSL_MODE_RELEASE_BUFFERS: OpenSSL's buffers are also released). A side is
+ * not read while the buffer of its direction is full (back-pressure). End of stream on one
+ * side shuts the write side of the other (TLS: close_notify, then a TCP FIN) once its
+ * buffer is written, and the other direction goes on until it ends too: a client that
+ * shuts its write side still receives the whole answer. A reset, or an error, on either
+ * side closes both at once; the other side is then reset too (SO_LINGER 0), so that a
+ * truncated stream never looks like a complete one. TLS sides that end without close_notify
+ * count as a reset.
+ *
+ * Hooks run on the loop's thread and must not block. They must not call relay_close (they
+ * return an error instead); relay_set_upstream and the getters are what they may call.
+ *
+ * The process must ignore SIGPIPE: OpenSSL writes to sockets with write(2).
+ */
+
+enum relay_side { RELAY_DOWN, RELAY_UP };
+
+enum relay_result {
+	RELAY_OK,               /* both directions ended cleanly */
+	RELAY_CONNECT_FAILED,   /* no upstream could be connected (stats.error says why) */
+	RELAY_HANDSHAKE_FAILED, /* TLS handshake or tunnel preamble failed (stats.reason) */
+	RELAY_DENIED,           /* a hook refused, or the connection limit was reached */
+	RELAY_TIMEOUT,          /* stats.reason: "connect", "handshake" or "idle" */
+	RELAY_RESET,            /* a side reset, or an I/O error (stats.error) */
+	RELAY_CLOSED,           /* closed by relay_close (shutdown, drain timeout) */
+	RELAY_RESULT_COUNT_
+};
+
+/* "ok", "connect_failed", "handshake_failed", "denied", "timeout", "reset", "closed", NULL. */
+extern const char *const relay_result_names[];
+
+/* Flags of relay_new. */
+#define RELAY_READ_PREAMBLE 0x1u /* read a tunnel preamble from the downstream first */
+
+/* The other party of a completed TLS handshake, for on_handshake. Borrowed, for the call. */
+struct relay_peer {
+	enum relay_side side;
+	SSL *ssl;                   /* for the protocol version, cipher, ALPN */
+	X509 *cert;                 /* the peer's leaf, or NULL when it sent none */
+	bool verified;              /* cert is present and its chain verified (verify result OK) */
+	const struct spiffe_id *id; /* the SPIFFE ID of a verified cert, or NULL */
+	const char *id_text;        /* the same as a string, or NULL */
+	int id_error;               /* why id is NULL: ERR_X509_* or ERR_SPIFFE_* or 0 */
+};
+
+/* What on_close gets: built when the relay closes. Strings are valid during the call. */
+struct relay_stats {
+	enum relay_result result;
+	enum relay_side side;        /* the side that failed, timed out or reset */
+	int error;                   /* -errno or ERR_* code behind the result, or 0 */
+	const char *reason;          /* static text for handshake failures and timeouts */
+	uint64_t bytes_up;           /* the client's bytes written to the upstream */
+	uint64_t bytes_down;         /* the upstream's bytes written to the client */
+	struct timespec start;       /* CLOCK_REALTIME when the relay was created */
+	uint64_t duration_ms;        /* from creation to close */
+	const char *down_id;         /* SPIFFE ID of a verified downstream TLS peer, or NULL */
+	const char *up_id;           /* SPIFFE ID of a verified upstream TLS peer, or NULL */
+	struct sockaddr_storage src; /* the downstream peer (AF_UNSPEC when unknown) */
+	struct sockaddr_storage dst; /* the upstream last tried (AF_UNSPEC when none) */
+	uint16_t preamble_port;      /* the port a read preamble named, or 0 */
+};
+
+struct relay;
+
+/*
+ * The connection limit of a process, shared by every relay of every loop (atomics). Set
+ * max (0: no limit); active and refused are counters for metrics, and active also tells a
+ * draining process when every connection has ended.
+ */
+struct relay_limit {
+	uint32_t max;
+	_Atomic uint32_t active;
+	_Atomic uint64_t refused;
+};
+
+/*
+ * What relays of one kind (a listener's) share: read-only once relays use it, any number
+ * of loops may share it. Timeouts are in milliseconds; 0 means none. Hooks may be NULL.
+ */
+struct relay_config {
+	uint32_t connect_timeout_ms;
+	uint32_t handshake_timeout_ms; /* from accept to the end of handshake and preamble */
+	uint32_t idle_timeout_ms;      /* no byte either way for this long closes */
+	struct relay_limit *limit;     /* NULL: no limit */
+
+	/*
+	 * After each TLS handshake (authorization: identity, relay_source): return 0 to go
+	 * on, or a negative code to close with RELAY_DENIED. NULL allows everything.
+	 */
+	int (*on_handshake)(struct relay *r, const struct relay_peer *peer);
+
+	/*
+	 * With RELAY_READ_PREAMBLE, once the preamble is read: call relay_set_upstream (the
+	 * application's port is p->port) and return 0, or return a negative code to close
+	 * with RELAY_DENIED. Required for relays that read a preamble.
+	 */
+	int (*on_preamble)(struct relay *r, const struct preamble *p);
+
+	/*
+	 * The upstream could not be connected (err: -ECONNREFUSED, -ETIMEDOUT, ...), before
+	 * any byte was relayed. Call relay_set_upstream with another target and return 0 to
+	 * try it, or return a negative code to close with RELAY_CONNECT_FAILED. NULL gives
+	 * up. A relay tries at most RELAY_MAX_ATTEMPTS targets. A TLS handshake that fails
+	 * after the connect succeeded is not retried: that is RELAY_HANDSHAKE_FAILED.
+	 */
+	int (*on_upstream_failed)(struct relay *r, int err);
+
+	/* Once, when the relay closes, whatever the result; the relay is freed soon after. */
+	void (*on_close)(struct relay *r, const struct relay_stats *stats);
+};
+
+#define RELAY_MAX_ATTEMPTS 4
+
+/*
+ * relay_new - a relay for the accepted, non-blocking socket fd on loop. It takes fd in
+ * every case: on failure fd is closed. src is the client's address (from accept; NULL
+ * for unknown). tls is the server context for a TLS downstream, or NULL for plain; the
+ * relay takes its own reference. flags: RELAY_READ_PREAMBLE or 0. data is the caller's
+ * (relay_data). Nothing happens until relay_start. Returns NULL with *err: ERR_RELAY_LIMIT
+ * (cfg->limit is full: the connection is refused and counted), -ENOMEM, or -errno.
+ */
+struct relay *relay_new(struct loop *loop, const struct relay_config *cfg, int fd,
+                        const struct sockaddr *src, SSL_CTX *tls, unsigned flags, void *data,
+                        int *err);
+
+/*
+ * relay_set_upstream - where to connect: addr (AF_INET or AF_INET6; copied), with TLS
+ * when tls is a client context (the relay takes its own reference) and plain when NULL.
+ * When pre is not NULL it is encoded and written on the upstream before the client's
+ * bytes (pre needs TLS in practice, but is not tied to it). Call it before relay_start
+ * (unless the relay reads a preamble), or from on_preamble or on_upstream_failed; a later
+ * call replaces the target. Returns 0, -EINVAL (bad address or preamble), -EBUSY (the
+ * relay is past connecting) or -ENOMEM.
+ */
+int relay_set_upstream(struct relay *r, const struct sockaddr *addr, socklen_t len, SSL_CTX *tls,
+                       const struct preamble *pre);
+
+/*
+ * relay_start - begin: handshake, preamble, connect as set up. Failures from here on end
+ * in on_close. A relay without an upstream that reads no preamble closes with
+ * RELAY_DENIED and -EDESTADDRREQ.
+ */
+void relay_start(struct relay *r);
+
+/* relay_close - close now with result (e.g. RELAY_CLOSED); on_close runs. Not from hooks. */
+void relay_close(struct relay *r, enum relay_result result);
+
+/* relay_data - the caller's pointer given to relay_new. */
+void *relay_data(const struct relay *r);
+
+/* relay_loop - the loop the relay runs on. */
+struct loop *relay_loop(const struct relay *r);
+
+/* relay_fd - the socket of a side, or -1 (upstream not connected yet, or closed). */
+int relay_fd(const struct relay *r, enum relay_side side);
+
+/* relay_ssl - the TLS connection of a side (to set SNI, ALPN or a session), or NULL. */
+SSL *relay_ssl(const struct relay *r, enum relay_side side);
+
+/* relay_source - the client's address into *out; AF_UNSPEC when unknown. */
+void relay_source(const struct relay *r, struct sockaddr_storage *out);
+
+/*
+ * relay_buffered - bytes the relay holds in its buffers, both directions (at most
+ * 2 * LOOP_BUF_SIZE; OpenSSL's own record buffers are not counted).
+ */
+size_t relay_buffered(const struct relay *r);
+
+/* relay_size - sizeof(struct relay), for memory accounting. */
+size_t relay_size(void);
+
+#endif

@@ -1,0 +1,809 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* `meshlet-proxy run`: settings from file, environment and flags; workers, listeners, drain. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "meshlet/cli.h"
+#include "meshlet/file.h"
+#include "meshlet/log.h"
+#include "meshlet/metrics.h"
+#include "meshlet/time.h"
+#include "meshlet/x509.h"
+
+#include "admin.h"
+#include "capture.h"
+#include "creds.h"
+#include "identity.h"
+#include "listener.h"
+#include "relay.h"
+#include "run.h"
+#include "settings.h"
+
+#define PROG            "meshlet-proxy run"
+#define RUN_ALPN        "meshlet/1"
+#define RUN_MAX_STATIC  16
+#define RUN_MAX_WORKERS 64
+/* Destinations remembered as having no sidecar, per worker. */
+#define RUN_FALLBACK_SLOTS 1024
+
+enum run_kind { RUN_OUTBOUND, RUN_INBOUND, RUN_TUNNEL, RUN_ORIGINATE, RUN_TERMINATE, RUN_KINDS };
+static const char *const run_kind_names[] = { "outbound",  "inbound",   "tunnel",
+	                                      "originate", "terminate", NULL };
+
+static struct metrics_counter run_conns_mtls = METRICS_COUNTER(
+    "meshlet_proxy_mtls_connections_total", "Connections carried over mutual TLS, by listener.",
+    "listener", run_kind_names);
+static struct metrics_counter run_conns_plain = METRICS_COUNTER(
+    "meshlet_proxy_plain_connections_total",
+    "Connections carried as plain TCP (outbound pass-through and fallback, permissive "
+    "inbound), by listener.",
+    "listener", run_kind_names);
+static struct metrics_counter run_results =
+    METRICS_COUNTER("meshlet_proxy_connection_results_total", "Closed connections, by result.",
+                    "result", relay_result_names);
+static struct metrics_counter run_bytes_up =
+    METRICS_COUNTER("meshlet_proxy_bytes_sent_upstream_total",
+                    "Bytes from clients to upstreams, by listener.", "listener", run_kind_names);
+static struct metrics_counter run_bytes_down =
+    METRICS_COUNTER("meshlet_proxy_bytes_sent_downstream_total",
+                    "Bytes from upstreams to clients, by listener.", "listener", run_kind_names);
+static const char *const run_failure_names[] = {
+	"none",    "untrusted",      "expired", "no_spiffe_id", "trust_domain",
+	"peer_id", "no_certificate", "alpn",    "peer_refused", "protocol",
+	NULL
+};
+static struct metrics_counter run_handshake_failures =
+    METRICS_COUNTER("meshlet_proxy_handshake_failures_total", "Failed TLS handshakes, by reason.",
+                    "reason", run_failure_names);
+static struct metrics_counter run_denials =
+    METRICS_COUNTER("meshlet_proxy_authorization_denials_total",
+                    "Connections refused by authorization.", NULL, NULL);
+static struct metrics_counter run_fallbacks = METRICS_COUNTER(
+    "meshlet_proxy_plain_fallbacks_total",
+    "Outbound connections that fell back to plain TCP: the destination had no sidecar.", NULL,
+    NULL);
+static struct metrics_counter run_strict_refusals = METRICS_COUNTER(
+    "meshlet_proxy_strict_refusals_total",
+    "Plaintext inbound connections refused because mutual TLS is STRICT.", NULL, NULL);
+
+/* A static listener's target. */
+struct run_static {
+	enum run_kind kind;
+	char listen[128];
+	struct sockaddr_storage upstream;
+	socklen_t upstream_len;
+	bool has_id;
+	struct spiffe_id id;
+};
+
+struct run;
+
+/* What a relay carries for us: which listener made it, and what it was sent to. */
+struct run_conn {
+	struct run_worker *w;
+	enum run_kind kind;
+	const struct run_static *st;
+	bool mtls;
+	bool fell_back;
+	struct sockaddr_storage orig; /* outbound: the original destination */
+};
+
+struct run_fallback {
+	struct sockaddr_storage addr;
+	uint64_t until_ms;
+};
+
+/* One listening socket of a worker, and what its connections are. */
+struct run_listen {
+	struct run_worker *w;
+	enum run_kind kind;
+	const struct run_static *st; /* static listeners */
+	struct listener *l;
+};
+
+struct run_worker {
+	struct run *run;
+	struct loop *loop;
+	pthread_t thread;
+	bool started;
+	struct run_listen listens[3 + RUN_MAX_STATIC];
+	size_t nlistens;
+	struct run_fallback fallback[RUN_FALLBACK_SLOTS];
+};
+
+struct run {
+	struct settings cfg;
+	struct creds *creds;
+	struct identity *identity;
+	struct admin *admin;
+	struct relay_config relay_cfg;
+	struct relay_limit limit;
+	struct capture_cidrs mesh, required;
+	struct run_static statics[RUN_MAX_STATIC];
+	size_t nstatics;
+	struct run_worker workers[RUN_MAX_WORKERS];
+	size_t nworkers;
+	_Atomic bool draining;
+};
+
+static bool run_cidr_match(const struct capture_cidrs *set, const struct sockaddr_storage *ss)
+{
+	const unsigned char *a;
+	size_t len;
+
+	if (set->all)
+		return true;
+	if (ss->ss_family == AF_INET) {
+		a = (const unsigned char *)&((const struct sockaddr_in *)ss)->sin_addr;
+		len = 4;
+	} else {
+		a = (const unsigned char *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
+		len = 16;
+	}
+	for (size_t i = 0; i < set->n; i++) {
+		const struct capture_cidr *c = &set->cidr[i];
+		unsigned bits = c->prefix;
+		size_t k;
+
+		if (c->family != ss->ss_family)
+			continue;
+		for (k = 0; k < len && bits >= 8; k++, bits -= 8)
+			if (a[k] != c->addr[k])
+				break;
+		if (k < len && bits >= 8)
+			continue;
+		if (bits == 0 || k == len ||
+		    ((a[k] ^ c->addr[k]) & (0xff << (8 - bits)) & 0xff) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void run_set_port(struct sockaddr_storage *ss, uint16_t port)
+{
+	if (ss->ss_family == AF_INET)
+		((struct sockaddr_in *)ss)->sin_port = htons(port);
+	else
+		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+}
+
+static uint16_t run_port_of(const struct sockaddr_storage *ss)
+{
+	return ntohs(ss->ss_family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port
+	                                      : ((const struct sockaddr_in6 *)ss)->sin6_port);
+}
+
+static socklen_t run_len(const struct sockaddr_storage *ss)
+{
+	return ss->ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+}
+
+static void run_addr_text(const struct sockaddr_storage *ss, char *buf, size_t size)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+
+	if (ss->ss_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, host, sizeof(host));
+	else if (ss->ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, host,
+		          sizeof(host));
+	else {
+		snprintf(buf, size, "-");
+		return;
+	}
+	snprintf(buf, size, ss->ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host, run_port_of(ss));
+}
+
+/* The remembered "no sidecar here" answer for a destination IP, if still fresh. */
+static struct run_fallback *run_fallback_slot(struct run_worker *w,
+                                              const struct sockaddr_storage *dst)
+{
+	uint32_t h = 2166136261u;
+	const unsigned char *p =
+	    dst->ss_family == AF_INET
+	        ? (const unsigned char *)&((const struct sockaddr_in *)dst)->sin_addr
+	        : (const unsigned char *)&((const struct sockaddr_in6 *)dst)->sin6_addr;
+	size_t n = dst->ss_family == AF_INET ? 4 : 16;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 16777619u;
+	return &w->fallback[h % RUN_FALLBACK_SLOTS];
+}
+
+static bool run_same_ip(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return false;
+	if (a->ss_family == AF_INET)
+		return memcmp(&((const struct sockaddr_in *)a)->sin_addr,
+		              &((const struct sockaddr_in *)b)->sin_addr, 4) == 0;
+	return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+	              &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
+}
+
+/*
+ * Authorization hook: a TLS peer must have a verified SPIFFE ID of our trust domain, and a
+ * static originate listener's upstream must be the ID it names.
+ */
+static int run_on_handshake(struct relay *r, const struct relay_peer *peer)
+{
+	struct run_conn *c = relay_data(r);
+
+	if (peer->id == NULL || !spiffe_id_member_of(peer->id, c->w->run->cfg.trust_domain) ||
+	    (peer->side == RELAY_UP && c->st != NULL && c->st->has_id &&
+	     !spiffe_id_equal(peer->id, &c->st->id))) {
+		metrics_inc(&run_denials, 0);
+		log_warnx("peer refused", LOG_STR("listener", run_kind_names[c->kind]),
+		          LOG_STR("peer", peer->id_text != NULL ? peer->id_text : "(none)"));
+		return -EACCES;
+	}
+	return 0;
+}
+
+/* Tunnel: the preamble names the application's port; connect to it on this pod. */
+static int run_on_preamble(struct relay *r, const struct preamble *p)
+{
+	struct sockaddr_storage local;
+	socklen_t len = sizeof(local);
+
+	/* The address the tunnel connection came to is this pod's own address. */
+	if (getsockname(relay_fd(r, RELAY_DOWN), (struct sockaddr *)&local, &len) < 0)
+		return -errno;
+	run_set_port(&local, p->port);
+	return relay_set_upstream(r, (struct sockaddr *)&local, run_len(&local), NULL, NULL);
+}
+
+/* Outbound: a refused tunnel port means no sidecar there: plain to the original port. */
+static int run_on_upstream_failed(struct relay *r, int err)
+{
+	struct run_conn *c = relay_data(r);
+	struct run_fallback *slot;
+
+	if (c->kind != RUN_OUTBOUND || !c->mtls || c->fell_back || err != -ECONNREFUSED)
+		return err;
+	if (c->w->run->cfg.mtls_required_ranges != NULL &&
+	    run_cidr_match(&c->w->run->required, &c->orig))
+		return err; /* mTLS required: fail closed */
+	slot = run_fallback_slot(c->w, &c->orig);
+	slot->addr = c->orig;
+	slot->until_ms = loop_now(c->w->loop) + (uint64_t)c->w->run->cfg.fallback_ttl;
+	c->mtls = false;
+	c->fell_back = true;
+	metrics_inc(&run_fallbacks, 0);
+	return relay_set_upstream(r, (struct sockaddr *)&c->orig, run_len(&c->orig), NULL, NULL);
+}
+
+static void run_on_close(struct relay *r, const struct relay_stats *st)
+{
+	struct run_conn *c = relay_data(r);
+	char src[64], dst[64];
+
+	metrics_inc(&run_results, st->result);
+	metrics_add(&run_bytes_up, c->kind, st->bytes_up);
+	metrics_add(&run_bytes_down, c->kind, st->bytes_down);
+	if (st->result == RELAY_OK || st->result == RELAY_CLOSED)
+		metrics_inc(c->mtls ? &run_conns_mtls : &run_conns_plain, c->kind);
+	if (st->result == RELAY_HANDSHAKE_FAILED) {
+		SSL *ssl = relay_ssl(r, st->side);
+		enum creds_failure f =
+		    ssl != NULL ? creds_handshake_failure(ssl, NULL, 0) : CREDS_FAIL_PROTOCOL;
+
+		metrics_inc(&run_handshake_failures, f);
+	}
+	if (c->w->run->cfg.access_log) {
+		run_addr_text(&st->src, src, sizeof(src));
+		run_addr_text(&st->dst, dst, sizeof(dst));
+		log_info("connection", LOG_STR("listener", run_kind_names[c->kind]),
+		         LOG_STR("mode", c->mtls        ? "mtls"
+		                         : c->fell_back ? "fallback"
+		                                        : "plain"),
+		         LOG_STR("source", src), LOG_STR("destination", dst),
+		         LOG_STR("peer", st->down_id != NULL ? st->down_id : st->up_id),
+		         LOG_INT("bytes_up", st->bytes_up), LOG_INT("bytes_down", st->bytes_down),
+		         LOG_INT("duration_ms", st->duration_ms),
+		         LOG_STR("result", relay_result_names[st->result]),
+		         LOG_STR("reason", st->reason != NULL ? st->reason : ""));
+	}
+	free(c);
+}
+
+/* Starts the relay of one accepted connection, as its listener's kind says. */
+static void run_accept(struct listener *l, int fd, const struct sockaddr *peer, socklen_t plen,
+                       void *arg)
+{
+	struct run_listen *ls = arg;
+	struct run_worker *w = ls->w;
+	struct run *run = w->run;
+	struct run_conn *c = calloc(1, sizeof(*c));
+	SSL_CTX *down = NULL, *up = NULL;
+	struct relay *r = NULL;
+	struct preamble pre;
+	struct sockaddr_storage dst;
+	unsigned flags = 0;
+	int err = 0;
+
+	(void)l;
+	(void)plen;
+	if (c == NULL) {
+		close(fd);
+		return;
+	}
+	c->w = w;
+	c->kind = ls->kind;
+	c->st = ls->st;
+	switch (c->kind) {
+	case RUN_TUNNEL:
+	case RUN_TERMINATE:
+		down = creds_server_ctx(run->creds);
+		if (down == NULL)
+			goto refuse; /* no identity yet: not ready */
+		c->mtls = true;
+		flags = c->kind == RUN_TUNNEL ? RELAY_READ_PREAMBLE : 0;
+		break;
+	case RUN_INBOUND:
+		if (run->cfg.mtls_mode == SETTINGS_MTLS_STRICT) {
+			metrics_inc(&run_strict_refusals, 0);
+			goto refuse;
+		}
+		break;
+	default:
+		break;
+	}
+	r = relay_new(w->loop, &run->relay_cfg, fd, peer, down, flags, c, &err);
+	SSL_CTX_free(down);
+	if (r == NULL) {
+		free(c);
+		return;
+	}
+	switch (c->kind) {
+	case RUN_OUTBOUND:
+		if (listener_original_dst(relay_fd(r, RELAY_DOWN), &c->orig) < 0)
+			goto close;
+		dst = c->orig;
+		if (run_cidr_match(&run->mesh, &dst)) {
+			struct run_fallback *slot = run_fallback_slot(w, &dst);
+
+			if (!(slot->until_ms > loop_now(w->loop) && run_same_ip(&slot->addr, &dst)))
+				up = creds_client_ctx(run->creds);
+		}
+		if (up != NULL) {
+			c->mtls = true;
+			preamble_from_sockaddr(&pre, (struct sockaddr *)&dst);
+			run_set_port(&dst, (uint16_t)run->cfg.port_tunnel);
+		}
+		err = relay_set_upstream(r, (struct sockaddr *)&dst, run_len(&dst), up,
+		                         up != NULL ? &pre : NULL);
+		break;
+	case RUN_INBOUND:
+		if (listener_original_dst(relay_fd(r, RELAY_DOWN), &dst) < 0)
+			goto close;
+		err = relay_set_upstream(r, (struct sockaddr *)&dst, run_len(&dst), NULL, NULL);
+		break;
+	case RUN_ORIGINATE:
+		up = creds_client_ctx(run->creds);
+		if (up == NULL)
+			goto close;
+		c->mtls = true;
+		err = relay_set_upstream(r, (const struct sockaddr *)&c->st->upstream,
+		                         c->st->upstream_len, up, NULL);
+		break;
+	case RUN_TERMINATE:
+		err = relay_set_upstream(r, (const struct sockaddr *)&c->st->upstream,
+		                         c->st->upstream_len, NULL, NULL);
+		break;
+	default:
+		break;
+	}
+	SSL_CTX_free(up);
+	up = NULL;
+	if (err < 0)
+		goto close;
+	relay_start(r);
+	return;
+close:
+	SSL_CTX_free(up);
+	relay_close(r, RELAY_DENIED);
+	return;
+refuse:
+	SSL_CTX_free(down);
+	close(fd);
+	free(c);
+}
+
+static void *run_worker_main(void *arg)
+{
+	struct run_worker *w = arg;
+
+	loop_run(w->loop);
+	return NULL;
+}
+
+/* A listening socket for addr ("host:port"), one per worker with SO_REUSEPORT. */
+static int run_resolve(const char *text, struct sockaddr_storage *ss, socklen_t *len)
+{
+	char host[256];
+	const char *colon = strrchr(text, ':');
+	struct addrinfo hints = { .ai_flags = AI_PASSIVE | AI_NUMERICSERV,
+		                  .ai_socktype = SOCK_STREAM };
+	struct addrinfo *ai = NULL;
+	size_t hlen;
+	int rc;
+
+	if (colon == NULL)
+		return -EINVAL;
+	hlen = (size_t)(colon - text);
+	if (hlen >= 2 && text[0] == '[' && colon[-1] == ']')
+		snprintf(host, sizeof(host), "%.*s", (int)(hlen - 2), text + 1);
+	else
+		snprintf(host, sizeof(host), "%.*s", (int)hlen, text);
+	rc = getaddrinfo(host[0] != '\0' ? host : NULL, colon + 1, &hints, &ai);
+	if (rc != 0)
+		return -EINVAL;
+	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+	*len = ai->ai_addrlen;
+	freeaddrinfo(ai);
+	return 0;
+}
+
+static int run_listen_on(struct run_worker *w, const char *addr, enum run_kind kind,
+                         const struct run_static *st, struct err *e)
+{
+	struct run_listen *ls = &w->listens[w->nlistens];
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd, rc;
+
+	rc = run_resolve(addr, &ss, &len);
+	if (rc < 0)
+		return err_set(e, rc, "%s: not a listening address", addr);
+	fd = listener_socket((struct sockaddr *)&ss, len, LISTENER_REUSEPORT, LISTENER_BACKLOG);
+	if (fd < 0)
+		return err_set(e, fd, "cannot listen on %s: %s", addr, err_str(fd));
+	*ls = (struct run_listen){ .w = w, .kind = kind, .st = st };
+	ls->l = listener_new(w->loop, fd, run_accept, ls, &rc);
+	if (ls->l == NULL)
+		return err_set(e, rc, "cannot listen on %s: %s", addr, err_str(rc));
+	w->nlistens++;
+	return 0;
+}
+
+static int run_parse_static(struct run *run, struct err *e)
+{
+	for (size_t i = 0; i < run->cfg.static_listeners.n; i++) {
+		struct run_static *st = &run->statics[run->nstatics];
+		char mode[16], upstream[128], id[2100] = "";
+		int n;
+
+		if (run->nstatics == RUN_MAX_STATIC)
+			return err_set(e, -EINVAL, "at most %d static listeners", RUN_MAX_STATIC);
+		n = sscanf(run->cfg.static_listeners.items[i], "%15s %127s %127s %2099s", mode,
+		           st->listen, upstream, id);
+		st->kind = strcmp(mode, "originate") == 0 ? RUN_ORIGINATE : RUN_TERMINATE;
+		if (n < 3 || run_resolve(upstream, &st->upstream, &st->upstream_len) < 0)
+			return err_set(e, -EINVAL, "listeners.static: \"%s\" is not usable",
+			               run->cfg.static_listeners.items[i]);
+		if (n == 4) {
+			st->has_id = true;
+			if (spiffe_id_parse(id, strlen(id), &st->id) < 0)
+				return err_set(e, -EINVAL,
+				               "listeners.static: %s is not a SPIFFE ID", id);
+		}
+		run->nstatics++;
+	}
+	return 0;
+}
+
+static bool run_ready(void *arg)
+{
+	struct run *run = arg;
+
+	return creds_ready(run->creds) && !atomic_load(&run->draining);
+}
+
+static void run_metrics(FILE *f, void *arg)
+{
+	struct run *run = arg;
+	int64_t not_after = creds_not_after(run->creds);
+
+	metrics_write_counter(f, &run_conns_mtls);
+	metrics_write_counter(f, &run_conns_plain);
+	metrics_write_counter(f, &run_results);
+	metrics_write_counter(f, &run_bytes_up);
+	metrics_write_counter(f, &run_bytes_down);
+	metrics_write_counter(f, &run_handshake_failures);
+	metrics_write_counter(f, &run_denials);
+	metrics_write_counter(f, &run_fallbacks);
+	metrics_write_counter(f, &run_strict_refusals);
+	metrics_write_gauge(f, "meshlet_proxy_active_connections", "Connections open now.",
+	                    (double)atomic_load(&run->limit.active));
+	metrics_write_gauge(f, "meshlet_proxy_refused_connections",
+	                    "Connections refused over limits.max_connections.",
+	                    (double)atomic_load(&run->limit.refused));
+	metrics_write_gauge(f, "meshlet_proxy_svid_expiry_seconds",
+	                    "Seconds until the workload certificate expires (0 before the first).",
+	                    not_after > 0 ? (double)(not_after - time(NULL)) : 0);
+	metrics_write_gauge(f, "meshlet_proxy_svid_rotations",
+	                    "Workload certificates installed since start.",
+	                    (double)creds_rotations(run->creds));
+	metrics_write_gauge(f, "meshlet_proxy_ca_errors",
+	                    "Failed requests to meshlet-ca since start.",
+	                    run->identity != NULL ? (double)identity_ca_errors(run->identity) : 0);
+}
+
+static const char run_usage[] =
+    "Usage: meshlet-proxy run [--config FILE] [--trust-domain TD] [--ca-address HOST:PORT]\n"
+    "                         [--token-file FILE] [--namespace NS] [--service-account SA]\n"
+    "                         [--static \"originate|terminate LISTEN UPSTREAM [ID]\"]\n"
+    "Run the sidecar: get and rotate the workload certificate, serve the outbound (15001),\n"
+    "inbound (15006) and tunnel (15008) ports and the admin port (15021), or static\n"
+    "listeners. Settings come from the file, then the environment the webhook sets\n"
+    "(MESHLET_TRUST_DOMAIN, MESHLET_CA_ADDRESS, MESHLET_TOKEN_FILE, MESHLET_POD_NAMESPACE,\n"
+    "MESHLET_SERVICE_ACCOUNT, MESHLET_LOG_LEVEL, MESHLET_TRUST_BUNDLE, MESHLET_APP_PROBES),\n"
+    "then flags. SIGTERM stops accepting and lets connections finish (timeouts.drain).\n"
+    "\n"
+    "  --config FILE          YAML configuration (docs/configuration.md)\n"
+    "  --trust-domain TD      trust domain of this workload and its peers\n"
+    "  --ca-address HOST:PORT meshlet-ca\n"
+    "  --token-file FILE      the projected service-account token\n"
+    "  --namespace NS         this pod's namespace\n"
+    "  --service-account SA   this pod's service account\n"
+    "  --bundle-file FILE     trust bundle (PEM), when MESHLET_TRUST_BUNDLE is not set\n"
+    "  --static SPEC          one static listener (replaces listeners.static)\n"
+    "  --admin-port N         the admin port (default 15021)\n";
+
+/* The environment the webhook sets, as configuration with the variable as its origin. */
+static const struct {
+	const char *env, *key;
+} run_env[] = {
+	{ "MESHLET_TRUST_DOMAIN", "trust_domain" },
+	{ "MESHLET_CA_ADDRESS", "identity.ca_address" },
+	{ "MESHLET_TOKEN_FILE", "identity.token_file" },
+	{ "MESHLET_POD_NAMESPACE", "identity.namespace" },
+	{ "MESHLET_SERVICE_ACCOUNT", "identity.service_account" },
+	{ "MESHLET_LOG_LEVEL", "log.level" },
+};
+
+static int run_settings(struct run *run, int argc, char **argv)
+{
+	struct cli_flag flags[] = {
+		{ "trust_domain", NULL, "--trust-domain" },
+		{ "identity.ca_address", NULL, "--ca-address" },
+		{ "identity.token_file", NULL, "--token-file" },
+		{ "identity.namespace", NULL, "--namespace" },
+		{ "identity.service_account", NULL, "--service-account" },
+		{ "identity.bundle_file", NULL, "--bundle-file" },
+		{ "listeners.static", NULL, "--static" },
+		{ "ports.admin", NULL, "--admin-port" },
+	};
+	const size_t nflags = sizeof(flags) / sizeof(flags[0]);
+	const size_t nenv = sizeof(run_env) / sizeof(run_env[0]);
+	struct cli_flag
+	    all[sizeof(run_env) / sizeof(run_env[0]) + sizeof(flags) / sizeof(flags[0])];
+	const char *config = NULL;
+	int rc;
+
+	rc = cli_parse_flags(argc, argv, PROG, run_usage, flags, nflags, &config);
+	if (rc >= 0)
+		return rc;
+	for (size_t i = 0; i < nenv; i++)
+		all[i] =
+		    (struct cli_flag){ run_env[i].key, getenv(run_env[i].env), run_env[i].env };
+	memcpy(all + nenv, flags, sizeof(flags));
+	if (cli_load_settings(&settings_schema, &run->cfg, config, all, nenv + nflags) < 0)
+		return 1;
+	return -1;
+}
+
+static int run_identity(struct run *run, struct err *e)
+{
+	const struct settings *cfg = &run->cfg;
+	const char *bundle = getenv("MESHLET_TRUST_BUNDLE");
+	char url[300];
+	struct identity_options o = {
+		.mode =
+		    cfg->identity_mode == SETTINGS_IDENTITY_FILES ? IDENTITY_FILES : IDENTITY_CA,
+		.ca_url = url,
+		.ca_server_name = cfg->ca_server_name,
+		.token_file = cfg->token_file,
+		.trust_bundle_pem = bundle,
+		.trust_domain = cfg->trust_domain,
+		.namespace_ = cfg->namespace_,
+		.service_account = cfg->service_account,
+		.ttl = cfg->svid_ttl / 1000,
+		.cert_file = cfg->cert_file,
+		.key_file = cfg->key_file,
+		.bundle_file = cfg->bundle_file,
+	};
+	char *text = NULL;
+
+	snprintf(url, sizeof(url), "https://%s", cfg->ca_address);
+	if (o.mode == IDENTITY_CA) {
+		if (cfg->namespace_ == NULL || cfg->service_account == NULL)
+			return err_set(e, -EINVAL,
+			               "ca mode needs the pod's namespace and service account "
+			               "(MESHLET_POD_NAMESPACE, MESHLET_SERVICE_ACCOUNT)");
+		if (bundle == NULL && cfg->bundle_file != NULL) {
+			STACK_OF(X509) *roots = x509_read_chain(cfg->bundle_file, e);
+
+			if (roots == NULL)
+				return e->code;
+			sk_X509_pop_free(roots, X509_free);
+			if (file_read(cfg->bundle_file, 1024 * 1024, &text, &(size_t){ 0 }, e) < 0)
+				return e->code;
+			o.trust_bundle_pem = text;
+		}
+		if (o.trust_bundle_pem == NULL)
+			return err_set(e, -EINVAL,
+			               "ca mode needs the trust bundle: MESHLET_TRUST_BUNDLE or "
+			               "identity.bundle_file");
+	}
+	run->identity = identity_start(&o, run->creds, e);
+	free(text);
+	return run->identity != NULL ? 0 : e->code;
+}
+
+static void run_close_listener(struct loop *loop, void *arg)
+{
+	(void)loop;
+	listener_free(arg);
+}
+
+/* After SIGTERM: stop accepting, report not ready, let connections end or time out. */
+static void run_drain(struct run *run)
+{
+	int64_t deadline = time_mono_ms() + run->cfg.drain_timeout;
+
+	atomic_store(&run->draining, true);
+	log_info("draining", LOG_INT("connections", atomic_load(&run->limit.active)));
+	for (size_t i = 0; i < run->nworkers; i++) {
+		for (size_t j = 0; j < run->workers[i].nlistens; j++) {
+			/* A listener belongs to its loop's thread: close it there. */
+			if (loop_post(run->workers[i].loop, run_close_listener,
+			              run->workers[i].listens[j].l) == 0)
+				run->workers[i].listens[j].l = NULL;
+		}
+	}
+	while (atomic_load(&run->limit.active) > 0 && time_mono_ms() < deadline)
+		usleep(50 * 1000);
+}
+
+int run_main(int argc, char **argv)
+{
+	struct run *run = calloc(1, sizeof(*run));
+	char admin_listen[32];
+	struct err e = { 0 };
+	sigset_t set;
+	int status = 1, rc, sig;
+
+	if (run == NULL)
+		return 1;
+	rc = run_settings(run, argc, argv);
+	if (rc >= 0) {
+		status = rc;
+		goto out;
+	}
+	cli_log_apply("meshlet-proxy", &run->cfg.log);
+	if (capture_parse_cidrs("outbound.mesh_ranges", run->cfg.mesh_ranges, true, &run->mesh,
+	                        &e) < 0 ||
+	    (run->cfg.mtls_required_ranges != NULL &&
+	     capture_parse_cidrs("outbound.mtls_required_ranges", run->cfg.mtls_required_ranges,
+	                         true, &run->required, &e) < 0) ||
+	    run_parse_static(run, &e) < 0) {
+		fprintf(stderr, PROG ": %s\n", e.msg);
+		goto out;
+	}
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	run->creds = creds_new(
+	    &(struct creds_options){ .trust_domain = run->cfg.trust_domain, .alpn = RUN_ALPN });
+	if (run->creds == NULL || run_identity(run, &e) < 0) {
+		fprintf(stderr, PROG ": %s\n", run->creds == NULL ? "out of memory" : e.msg);
+		goto out;
+	}
+	run->limit.max = (uint32_t)run->cfg.max_connections;
+	run->relay_cfg = (struct relay_config){
+		.connect_timeout_ms = (uint32_t)run->cfg.connect_timeout,
+		.handshake_timeout_ms = (uint32_t)run->cfg.handshake_timeout,
+		.idle_timeout_ms = (uint32_t)run->cfg.idle_timeout,
+		.limit = &run->limit,
+		.on_handshake = run_on_handshake,
+		.on_preamble = run_on_preamble,
+		.on_upstream_failed = run_on_upstream_failed,
+		.on_close = run_on_close,
+	};
+	run->nworkers = (size_t)run->cfg.workers;
+	for (size_t i = 0; i < run->nworkers; i++) {
+		struct run_worker *w = &run->workers[i];
+		char addr[64];
+
+		w->run = run;
+		w->loop = loop_new(&rc);
+		if (w->loop == NULL) {
+			fprintf(stderr, PROG ": cannot start a worker: %s\n", err_str(rc));
+			goto out;
+		}
+		if (run->cfg.capture) {
+			/* Outbound REDIRECT lands on loopback; inbound keeps the pod's address. */
+			snprintf(addr, sizeof(addr), "127.0.0.1:%lld",
+			         (long long)run->cfg.port_outbound);
+			rc = run_listen_on(w, addr, RUN_OUTBOUND, NULL, &e);
+			snprintf(addr, sizeof(addr), "0.0.0.0:%lld",
+			         (long long)run->cfg.port_inbound);
+			rc = rc < 0 ? rc : run_listen_on(w, addr, RUN_INBOUND, NULL, &e);
+			snprintf(addr, sizeof(addr), "0.0.0.0:%lld",
+			         (long long)run->cfg.port_tunnel);
+			rc = rc < 0 ? rc : run_listen_on(w, addr, RUN_TUNNEL, NULL, &e);
+			if (rc < 0) {
+				fprintf(stderr, PROG ": %s\n", e.msg);
+				goto out;
+			}
+		}
+		for (size_t j = 0; j < run->nstatics; j++) {
+			if (run_listen_on(w, run->statics[j].listen, run->statics[j].kind,
+			                  &run->statics[j], &e) < 0) {
+				fprintf(stderr, PROG ": %s\n", e.msg);
+				goto out;
+			}
+		}
+	}
+	snprintf(admin_listen, sizeof(admin_listen), "0.0.0.0:%lld",
+	         (long long)run->cfg.port_admin);
+	run->admin =
+	    admin_start(&(struct admin_options){ .listen = admin_listen,
+	                                         .app_probes = getenv("MESHLET_APP_PROBES"),
+	                                         .ready = run_ready,
+	                                         .metrics = run_metrics,
+	                                         .arg = run },
+	                &e);
+	if (run->admin == NULL) {
+		fprintf(stderr, PROG ": %s\n", e.msg);
+		goto out;
+	}
+	for (size_t i = 0; i < run->nworkers; i++) {
+		if (pthread_create(&run->workers[i].thread, NULL, run_worker_main,
+		                   &run->workers[i]) != 0) {
+			fprintf(stderr, PROG ": cannot start a worker thread\n");
+			goto out;
+		}
+		run->workers[i].started = true;
+	}
+	log_info("running", LOG_INT("workers", run->nworkers),
+	         LOG_INT("admin_port", admin_port(run->admin)),
+	         LOG_BOOL("capture", run->cfg.capture), LOG_INT("static", run->nstatics),
+	         LOG_STR("trust_domain", run->cfg.trust_domain));
+	do
+		sig = sigwaitinfo(&set, NULL);
+	while (sig < 0);
+	log_info("stopping", LOG_STR("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"));
+	run_drain(run);
+	status = 0;
+out:
+	for (size_t i = 0; i < run->nworkers; i++) {
+		struct run_worker *w = &run->workers[i];
+
+		if (w->started) {
+			loop_stop(w->loop);
+			pthread_join(w->thread, NULL);
+		}
+		for (size_t j = 0; j < w->nlistens; j++)
+			listener_free(w->listens[j].l);
+		loop_free(w->loop);
+	}
+	admin_stop(run->admin);
+	identity_stop(run->identity);
+	creds_free(run->creds);
+	config_free(&settings_schema, &run->cfg);
+	free(run);
+	return status;
+}

@@ -1,0 +1,274 @@
+# SPDX-License-Identifier: Apache-2.0
+"""meshlet-proxy run on loopback: a client-side and a server-side proxy with static
+listeners, identities from a real meshlet-ca, real TLS, real clients."""
+import hashlib
+import http.server
+import json
+import os
+import socket
+import ssl
+import subprocess
+import threading
+import time
+
+import pytest
+
+from cahelp import CADir, CAServer, ec_key, write_key
+from conftest import binary, run
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(check, seconds=10):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            if check():
+                return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+class Backend:
+    """An HTTP server, and a raw TCP echo/sink server for byte-exact checks."""
+
+    def __init__(self):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                body = json.dumps({"path": self.path}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.http_port = self.http.server_address[1]
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+        self.tcp = socket.socket()
+        self.tcp.bind(("127.0.0.1", 0))
+        self.tcp.listen(64)
+        self.tcp_port = self.tcp.getsockname()[1]
+        threading.Thread(target=self.hash_server, daemon=True).start()
+
+    def hash_server(self):
+        """Reads everything, then answers with its SHA-256 and 1 MiB of known bytes."""
+        while True:
+            try:
+                conn, _ = self.tcp.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.hash_one, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def hash_one(conn):
+        h = hashlib.sha256()
+        with conn:
+            while True:
+                data = conn.recv(1 << 16)
+                if not data:
+                    break
+                h.update(data)
+            conn.sendall(h.hexdigest().encode() + b"\n" + bytes(range(256)) * 4096)
+
+    def stop(self):
+        self.http.shutdown()
+        self.tcp.close()
+
+
+class Proxy:
+    def __init__(self, cadir, sa, static, token, extra_env=None, config=""):
+        self.admin = free_port()
+        self.log_path = cadir.path / f"proxy-{sa}-{time.monotonic_ns()}.log"
+        cfg = cadir.path / f"proxy-{sa}-{time.monotonic_ns()}.yaml"
+        cfg.write_text("listeners:\n  capture: false\naccess_log: true\n"
+                       "log:\n  format: json\n" + config)
+        env = dict(os.environ, MESHLET_TRUST_BUNDLE=cadir.root.read_text(),
+                   MESHLET_TRUST_DOMAIN=cadir.td, MESHLET_POD_NAMESPACE="default",
+                   MESHLET_SERVICE_ACCOUNT=sa, MESHLET_TOKEN_FILE=str(token),
+                   **(extra_env or {}))
+        self.proc = subprocess.Popen(
+            [binary("meshlet-proxy"), "run", "--config", str(cfg), "--static", static,
+             "--admin-port", str(self.admin)],
+            env=env, stdout=subprocess.DEVNULL, stderr=open(self.log_path, "w"))
+
+    def ready(self):
+        import urllib.request
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/healthz/ready",
+                                        timeout=2) as r:
+                return r.status == 200
+        except Exception:
+            return False
+
+    def log(self):
+        return [json.loads(l) for l in self.log_path.read_text().splitlines() if l.startswith("{")]
+
+    def stop(self):
+        self.proc.terminate()
+        return self.proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory):
+    d = CADir(tmp_path_factory.mktemp("mesh"))
+    ca = CAServer(d)
+    tokens = {}
+    for sa in ("client", "server"):
+        tokens[sa] = d.path / f"token-{sa}"
+        tokens[sa].write_text(d.token(sa=sa) + "\n")
+    backend = Backend()
+    ca_env = {"MESHLET_CA_ADDRESS": f"localhost:{ca.port}"}
+    ports = {"b_http": free_port(), "b_tcp": free_port(), "a_http": free_port(),
+             "a_tcp": free_port()}
+    server = Proxy(d, "server", f"terminate 127.0.0.1:{ports['b_http']} "
+                   f"127.0.0.1:{backend.http_port}", tokens["server"], ca_env)
+    server_tcp = Proxy(d, "server", f"terminate 127.0.0.1:{ports['b_tcp']} "
+                       f"127.0.0.1:{backend.tcp_port}", tokens["server"], ca_env)
+    client = Proxy(d, "client", f"originate 127.0.0.1:{ports['a_http']} "
+                   f"127.0.0.1:{ports['b_http']} spiffe://example.org/ns/default/sa/server",
+                   tokens["client"], ca_env)
+    client_tcp = Proxy(d, "client", f"originate 127.0.0.1:{ports['a_tcp']} "
+                       f"127.0.0.1:{ports['b_tcp']}", tokens["client"], ca_env)
+    procs = [server, server_tcp, client, client_tcp]
+    for p in procs:
+        assert wait_for(p.ready), p.log_path.read_text()
+    yield {"dir": d, "ca": ca, "backend": backend, "ports": ports, "server": server,
+           "client": client, "tokens": tokens, "ca_env": ca_env}
+    for p in procs:
+        assert p.stop() == 0, p.log_path.read_text()
+    backend.stop()
+    ca.stop()
+
+
+def test_http_through_the_pair(mesh):
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{mesh['ports']['a_http']}/hello",
+                                timeout=5) as r:
+        assert json.loads(r.read()) == {"path": "/hello"}
+    assert wait_for(lambda: any(l["msg"] == "connection" for l in mesh["server"].log()))
+    srv = [l for l in mesh["server"].log() if l["msg"] == "connection"][-1]
+    cli = [l for l in mesh["client"].log() if l["msg"] == "connection"][-1]
+    assert srv["peer"] == "spiffe://example.org/ns/default/sa/client" and srv["mode"] == "mtls"
+    assert cli["peer"] == "spiffe://example.org/ns/default/sa/server" and cli["result"] == "ok"
+
+
+def test_one_gib_byte_for_byte_and_half_close(mesh):
+    """The client shuts down its write side and still gets the whole answer."""
+    h = hashlib.sha256()
+    chunk = os.urandom(1 << 20)
+    with socket.create_connection(("127.0.0.1", mesh["ports"]["a_tcp"]), timeout=60) as s:
+        for _ in range(1024):
+            s.sendall(chunk)
+            h.update(chunk)
+        s.shutdown(socket.SHUT_WR)
+        answer = b""
+        while True:
+            data = s.recv(1 << 16)
+            if not data:
+                break
+            answer += data
+    digest, _, rest = answer.partition(b"\n")
+    assert digest.decode() == h.hexdigest()
+    assert rest == bytes(range(256)) * 4096
+
+
+def test_a_client_certificate_from_another_ca_is_refused(mesh, tmp_path):
+    other = CADir(tmp_path / "other")
+    r = run([binary("meshlet-ca"), "issue", "--dir", str(other.ca), "--spiffe-id",
+             "spiffe://example.org/ns/default/sa/intruder", "--out", str(tmp_path / "intruder")])
+    assert r.returncode == 0, r.stderr
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.load_verify_locations(str(mesh["dir"].root))
+    ctx.load_cert_chain(str(tmp_path / "intruder.crt"), str(tmp_path / "intruder.key"))
+    ctx.set_alpn_protocols(["meshlet/1"])
+    with socket.create_connection(("127.0.0.1", mesh["ports"]["b_http"]), timeout=5) as s:
+        with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
+            with ctx.wrap_socket(s) as tls:
+                tls.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                assert tls.recv(100) == b""
+                raise ConnectionResetError("closed without an answer")
+
+
+def test_plaintext_to_a_terminating_listener_is_refused(mesh):
+    with socket.create_connection(("127.0.0.1", mesh["ports"]["b_http"]), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        data = b""
+        try:
+            while True:
+                d = s.recv(4096)
+                if not d:
+                    break
+                data += d
+        except ConnectionResetError:
+            pass
+        assert b"HTTP/" not in data
+
+
+def test_another_trust_domain_is_refused(mesh, tmp_path):
+    """A proxy of trust domain other.org, with a valid chain from our CA's point of view
+    of nothing: it cannot even get a certificate from our CA, so it brings its own CA."""
+    other = CADir(tmp_path / "other", td="other.org")
+    r = run([binary("meshlet-ca"), "issue", "--dir", str(other.ca), "--spiffe-id",
+             "spiffe://other.org/ns/default/sa/client", "--out", str(tmp_path / "o")])
+    assert r.returncode == 0
+    # Trust both roots, so that only the trust domain check can refuse it.
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text(mesh["dir"].root.read_text() + other.root.read_text())
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.load_verify_locations(str(bundle))
+    ctx.load_cert_chain(str(tmp_path / "o.crt"), str(tmp_path / "o.key"))
+    ctx.set_alpn_protocols(["meshlet/1"])
+    with socket.create_connection(("127.0.0.1", mesh["ports"]["b_http"]), timeout=5) as s:
+        with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
+            with ctx.wrap_socket(s) as tls:
+                tls.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                assert tls.recv(100) == b""
+                raise ConnectionResetError("closed without an answer")
+
+
+def test_many_concurrent_connections(mesh):
+    import concurrent.futures
+    import urllib.request
+
+    def one(i):
+        with urllib.request.urlopen(f"http://127.0.0.1:{mesh['ports']['a_http']}/c{i}",
+                                    timeout=20) as r:
+            return json.loads(r.read())["path"] == f"/c{i}"
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=100) as ex:
+        assert all(ex.map(one, range(1000)))
+
+
+def test_not_ready_until_the_ca_comes_up(mesh, tmp_path):
+    port = free_port()
+    p = Proxy(mesh["dir"], "client", f"originate 127.0.0.1:{free_port()} 127.0.0.1:1",
+              mesh["tokens"]["client"], {"MESHLET_CA_ADDRESS": f"localhost:{port}"})
+    try:
+        time.sleep(1.5)
+        assert not p.ready()
+        assert p.proc.poll() is None
+    finally:
+        assert p.stop() == 0
+
+
+def test_metrics(mesh):
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{mesh['client'].admin}/metrics",
+                                timeout=5) as r:
+        text = r.read().decode()
+    mtls = [l for l in text.splitlines()
+            if l.startswith('meshlet_proxy_mtls_connections_total{listener="originate"}')]
+    assert int(mtls[0].split()[-1]) >= 1
+    expiry = [l for l in text.splitlines() if l.startswith("meshlet_proxy_svid_expiry_seconds ")]
+    assert 0 < float(expiry[0].split()[1]) <= 3600
