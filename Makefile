@@ -18,10 +18,10 @@ PKGS := libmicrohttpd openssl jansson yaml-0.1
 DEB_BUILD := gcc make pkgconf libc6-dev libmicrohttpd-dev libssl-dev libjansson-dev \
 	libyaml-dev libcmocka-dev
 DEB_TEST  := python3 python3-pytest python3-cryptography python3-jsonpatch python3-yaml \
-	openssl curl iproute2 iptables clang
+	openssl curl iproute2 iptables clang tcpdump
 DEB_PKGS  := $(DEB_BUILD) $(DEB_TEST)
 # What the benchmark scripts in bench/ drive the daemons with.
-DEB_BENCH := wrk openssl curl nginx-light
+DEB_BENCH := wrk openssl curl nginx-light libnginx-mod-stream iperf3 stunnel4 haproxy python3
 
 ifeq ($(V),1)
 Q :=

@@ -216,7 +216,9 @@ void log_write(enum log_level level, bool with_errno, const char *msg,
 		mark = pos;
 		switch (f->type) {
 		case LOG_FIELD_STR:
-			log_field(buf, limit, &pos, f->key, f->s != NULL ? f->s : "(null)", true);
+			/* A string that is not there leaves its field out. */
+			if (f->s != NULL)
+				log_field(buf, limit, &pos, f->key, f->s, true);
 			break;
 		case LOG_FIELD_INT:
 			snprintf(num, sizeof(num), "%lld", f->i);

@@ -14,15 +14,7 @@
 
 #include "meshlet/err.h"
 #include "meshlet/x509.h"
-#include "relay.h"
-
-#define container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
-
-/* Rounds of reading and writing per wakeup before other connections get their turn. */
-#define RELAY_PUMP_ROUNDS 8
-
-/* Until the upstream is ready, keep room at the front of the buffer for a preamble. */
-#define RELAY_EARLY_LIMIT (LOOP_BUF_SIZE - PREAMBLE_MAX)
+#include "relay_impl.h"
 
 const char *const relay_result_names[] = {
 	[RELAY_OK] = "ok",
@@ -34,86 +26,6 @@ const char *const relay_result_names[] = {
 	[RELAY_CLOSED] = "closed",
 	[RELAY_RESULT_COUNT_] = NULL,
 };
-
-/* The relay's states, in the order a connection goes through them. */
-enum relay_state {
-	R_NEW,
-	R_DOWN_HS,    /* downstream TLS handshake */
-	R_PREAMBLE,   /* reading the tunnel preamble from the downstream */
-	R_CONNECT,    /* an upstream is set and is to be connected (never waits here) */
-	R_CONNECTING, /* connect(2) in progress */
-	R_UP_HS,      /* upstream TLS handshake */
-	R_RELAY,      /* bytes both ways */
-	R_CLOSED,
-};
-
-/* Flags of a half. The TLS "wants" flags remember which readiness an SSL call waits for. */
-enum {
-	H_RD_READY = 1 << 0,         /* a read may make progress */
-	H_WR_READY = 1 << 1,         /* a write may make progress */
-	H_RD_EOF = 1 << 2,           /* the end of this side's stream was read */
-	H_WR_SHUT = 1 << 3,          /* this socket's write side is shut */
-	H_READ_WANTS_WRITE = 1 << 4, /* SSL_read needs the socket writable */
-	H_WRITE_WANTS_READ = 1 << 5, /* SSL_write or SSL_shutdown needs it readable */
-	H_HS_WANTS_WRITE = 1 << 6,   /* the handshake needs it writable (else readable) */
-};
-
-/* Relay flags. */
-enum {
-	F_READ_PREAMBLE = 1 << 0,
-	F_UPSTREAM_SET = 1 << 1,
-	F_COUNTED = 1 << 2, /* holds a place in cfg->limit */
-};
-
-/* An address, small: the relay keeps two. */
-struct relay_addr {
-	uint8_t family; /* AF_UNSPEC, AF_INET, AF_INET6 */
-	uint16_t port;  /* host order */
-	uint32_t scope;
-	uint8_t ip[16];
-};
-
-/*
- * One side of the connection. buf holds bytes read from this side that are still to be
- * written to the other: [start, end). It is NULL whenever it is empty.
- */
-struct relay_half {
-	int fd;
-	uint16_t flags;
-	uint32_t start, end;
-	char *buf;
-	SSL *ssl;
-	uint64_t written; /* bytes written to this side */
-	char *peer_id;    /* the verified SPIFFE ID of a TLS peer, or NULL */
-};
-
-struct relay {
-	struct relay_half down, up;
-	struct loop *loop;
-	const struct relay_config *cfg;
-	void *data;
-	struct loop_timer timer;
-	struct loop_task task; /* a deferred pump, then the deferred free */
-	uint64_t start_ms, active_ms;
-	const char *reason;
-	int error;
-	uint8_t state, flags, pre_len, attempts;
-	uint8_t result, fail_side;
-	uint16_t preamble_port;
-	struct relay_addr src, dst;
-};
-
-static void relay_advance(struct relay *r);
-
-static struct relay_half *other(struct relay *r, struct relay_half *h)
-{
-	return h == &r->down ? &r->up : &r->down;
-}
-
-static enum relay_side side_of(const struct relay *r, const struct relay_half *h)
-{
-	return h == &r->down ? RELAY_DOWN : RELAY_UP;
-}
 
 /* Addresses */
 
@@ -201,8 +113,8 @@ static void half_release(struct relay *r, struct relay_half *h, bool rst)
  * Ends the relay, once: on_close with the stats, then both sockets are closed and the
  * memory is freed after the loop's round. A reset is passed on as a reset.
  */
-static void relay_end(struct relay *r, enum relay_result result, enum relay_side side, int error,
-                      const char *reason)
+void relay_end(struct relay *r, enum relay_result result, enum relay_side side, int error,
+               const char *reason)
 {
 	struct relay_stats st = { 0 };
 	struct timespec now;
@@ -271,7 +183,7 @@ static SSL *tls_new(SSL_CTX *ctx)
 }
 
 /* Why a TLS operation failed, as static text (OpenSSL's tables). */
-static const char *tls_reason(SSL *ssl, int sslerr, int rc)
+const char *relay_tls_reason(SSL *ssl, int sslerr, int rc)
 {
 	const char *s;
 	long v;
@@ -289,306 +201,11 @@ static const char *tls_reason(SSL *ssl, int sslerr, int rc)
 }
 
 /* The -errno or code behind a TLS failure. */
-static int tls_error(int sslerr)
+int relay_tls_error(int sslerr)
 {
 	if (sslerr == SSL_ERROR_SYSCALL && errno != 0)
 		return -errno;
 	return sslerr == SSL_ERROR_SSL ? -EPROTO : -ECONNRESET;
-}
-
-/* Reading and writing */
-
-static bool half_may_read(const struct relay *r, const struct relay_half *h)
-{
-	if (h->flags & H_RD_EOF)
-		return false;
-	if (h == &r->down)
-		return r->state == R_CONNECTING || r->state == R_UP_HS || r->state == R_RELAY;
-	return r->state == R_RELAY;
-}
-
-static uint32_t half_limit(const struct relay *r)
-{
-	return r->state == R_RELAY ? LOOP_BUF_SIZE : RELAY_EARLY_LIMIT;
-}
-
-static bool half_has_room(const struct relay *r, const struct relay_half *h)
-{
-	return h->buf == NULL || h->end < half_limit(r) || h->start > 0;
-}
-
-static void half_drop_buf(struct relay *r, struct relay_half *h)
-{
-	if (h->buf != NULL && h->start == h->end) {
-		loop_buf_put(r->loop, h->buf);
-		h->buf = NULL;
-		h->start = h->end = 0;
-	}
-}
-
-static void half_fail(struct relay *r, struct relay_half *h, int error, const char *reason)
-{
-	relay_end(r, RELAY_RESET, side_of(r, h), error, reason);
-}
-
-/*
- * Reads from h into its buffer. Returns 1 when something happened (bytes or the end of
- * the stream), 0 when nothing could be read now, -1 when the relay was closed.
- */
-static int half_read(struct relay *r, struct relay_half *h)
-{
-	uint32_t limit = half_limit(r);
-	size_t want;
-	ssize_t n;
-
-	if (!(h->flags & H_RD_READY) || (h->flags & H_RD_EOF))
-		return 0;
-	if (h->buf == NULL) {
-		h->buf = loop_buf_get(r->loop);
-		if (h->buf == NULL) {
-			half_fail(r, h, -ENOMEM, NULL);
-			return -1;
-		}
-		h->start = h->end = 0;
-	} else if (h->end >= limit) {
-		if (h->start == 0)
-			return 0; /* full: the other side must take some first */
-		memmove(h->buf, h->buf + h->start, h->end - h->start);
-		h->end -= h->start;
-		h->start = 0;
-	}
-	want = limit - h->end;
-	if (h->ssl != NULL) {
-		int rc, e;
-
-		ERR_clear_error();
-		rc = SSL_read(h->ssl, h->buf + h->end, (int)want);
-		if (rc > 0) {
-			h->end += (uint32_t)rc;
-			h->flags &= (uint16_t)~H_READ_WANTS_WRITE;
-			/* Level-triggered epoll cannot see what OpenSSL has buffered already. */
-			if (!SSL_has_pending(h->ssl))
-				h->flags &= (uint16_t)~H_RD_READY;
-			r->active_ms = loop_now(r->loop);
-			return 1;
-		}
-		e = SSL_get_error(h->ssl, rc);
-		switch (e) {
-		case SSL_ERROR_WANT_READ:
-			h->flags &= (uint16_t) ~(H_RD_READY | H_READ_WANTS_WRITE);
-			half_drop_buf(r, h);
-			return 0;
-		case SSL_ERROR_WANT_WRITE:
-			h->flags = (uint16_t)((h->flags | H_READ_WANTS_WRITE) & ~H_RD_READY);
-			half_drop_buf(r, h);
-			return 0;
-		case SSL_ERROR_ZERO_RETURN:
-			h->flags |= H_RD_EOF;
-			half_drop_buf(r, h);
-			return 1;
-		default:
-			/* Includes an end of stream without close_notify: a truncation. */
-			half_fail(r, h, tls_error(e), tls_reason(h->ssl, e, rc));
-			return -1;
-		}
-	}
-	n = read(h->fd, h->buf + h->end, want);
-	if (n > 0) {
-		h->end += (uint32_t)n;
-		/* A short read emptied the socket; epoll says when more comes. */
-		if ((size_t)n < want)
-			h->flags &= (uint16_t)~H_RD_READY;
-		r->active_ms = loop_now(r->loop);
-		return 1;
-	}
-	if (n == 0) {
-		h->flags |= H_RD_EOF;
-		half_drop_buf(r, h);
-		return 1;
-	}
-	if (errno == EAGAIN || errno == EINTR) {
-		h->flags &= (uint16_t)~H_RD_READY;
-		half_drop_buf(r, h);
-		return 0;
-	}
-	half_fail(r, h, -errno, NULL);
-	return -1;
-}
-
-/* Writes the other side's buffer to h. Returns as half_read. */
-static int half_write(struct relay *r, struct relay_half *h)
-{
-	struct relay_half *s = other(r, h);
-	size_t len;
-	ssize_t n;
-
-	if (s->buf == NULL || s->start == s->end || !(h->flags & H_WR_READY))
-		return 0;
-	len = s->end - s->start;
-	if (h->ssl != NULL) {
-		int rc, e;
-
-		ERR_clear_error();
-		rc = SSL_write(h->ssl, s->buf + s->start, (int)len);
-		if (rc <= 0) {
-			e = SSL_get_error(h->ssl, rc);
-			if (e == SSL_ERROR_WANT_WRITE) {
-				h->flags &= (uint16_t)~H_WR_READY;
-				return 0;
-			}
-			if (e == SSL_ERROR_WANT_READ) {
-				h->flags =
-				    (uint16_t)((h->flags | H_WRITE_WANTS_READ) & ~H_WR_READY);
-				return 0;
-			}
-			half_fail(r, h, tls_error(e), tls_reason(h->ssl, e, rc));
-			return -1;
-		}
-		/* With partial writes SSL_write returns after each record: not a full socket. */
-		n = rc;
-		h->flags &= (uint16_t)~H_WRITE_WANTS_READ;
-	} else {
-		n = send(h->fd, s->buf + s->start, len, MSG_NOSIGNAL);
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR) {
-				h->flags &= (uint16_t)~H_WR_READY;
-				return 0;
-			}
-			half_fail(r, h, -errno, NULL);
-			return -1;
-		}
-		if ((size_t)n < len)
-			h->flags &= (uint16_t)~H_WR_READY;
-	}
-	s->start += (uint32_t)n;
-	h->written += (uint64_t)n;
-	r->active_ms = loop_now(r->loop);
-	half_drop_buf(r, s);
-	return 1;
-}
-
-/*
- * Once the other side has ended and all its bytes are written to h, shut h's write side:
- * close_notify first on TLS, then a FIN. Returns as half_read.
- */
-static int half_shut(struct relay *r, struct relay_half *h)
-{
-	struct relay_half *s = other(r, h);
-
-	if ((h->flags & H_WR_SHUT) || !(s->flags & H_RD_EOF) || s->buf != NULL)
-		return 0;
-	if (h->ssl != NULL) {
-		int rc, e;
-
-		if (!(h->flags & H_WR_READY))
-			return 0;
-		ERR_clear_error();
-		rc = SSL_shutdown(h->ssl);
-		if (rc < 0) {
-			e = SSL_get_error(h->ssl, rc);
-			if (e == SSL_ERROR_WANT_WRITE) {
-				h->flags &= (uint16_t)~H_WR_READY;
-				return 0;
-			}
-			/*
-			 * Anything else (the peer is gone): this direction is over anyway,
-			 * and the other direction finds out by itself.
-			 */
-			ERR_clear_error();
-		}
-	}
-	(void)shutdown(h->fd, SHUT_WR);
-	h->flags |= H_WR_SHUT;
-	return 1;
-}
-
-/* Epoll interest */
-
-static uint32_t half_interest(const struct relay *r, const struct relay_half *h)
-{
-	const struct relay_half *o = h == &r->down ? &r->up : &r->down;
-	uint32_t ev = 0;
-
-	if (h->fd < 0)
-		return 0;
-	if ((r->state == R_DOWN_HS && h == &r->down) || (r->state == R_UP_HS && h == &r->up))
-		return (h->flags & H_HS_WANTS_WRITE) ? LOOP_WRITE : LOOP_READ;
-	if (r->state == R_CONNECTING && h == &r->up)
-		return LOOP_WRITE;
-	if (r->state == R_PREAMBLE)
-		return (h->flags & H_READ_WANTS_WRITE) ? LOOP_WRITE : LOOP_READ;
-	if (half_may_read(r, h) && half_has_room(r, h))
-		ev |= (h->flags & H_READ_WANTS_WRITE) ? LOOP_WRITE : LOOP_READ;
-	if (r->state == R_RELAY && !(h->flags & H_WR_SHUT) &&
-	    (o->buf != NULL || (o->flags & H_RD_EOF)))
-		ev |= (h->flags & H_WRITE_WANTS_READ) ? LOOP_READ : LOOP_WRITE;
-	return ev;
-}
-
-/* Tells epoll what both halves wait for: the one place that computes it. */
-static void relay_update(struct relay *r)
-{
-	struct relay_half *hs[2] = { &r->down, &r->up };
-
-	for (int i = 0; i < 2; i++) {
-		int rc;
-
-		if (hs[i]->fd < 0)
-			continue;
-		rc = loop_set_events(r->loop, hs[i]->fd, half_interest(r, hs[i]));
-		if (rc < 0) {
-			half_fail(r, hs[i], rc, NULL);
-			return;
-		}
-	}
-}
-
-static void relay_pump_task(struct loop *loop, struct loop_task *t)
-{
-	(void)loop;
-	relay_advance(container_of(t, struct relay, task));
-}
-
-/*
- * Moves bytes as far as the sockets let it, then updates the interest. Before the relay
- * state only the downstream is read (early bytes are kept for the upstream).
- */
-static void relay_pump(struct relay *r)
-{
-	for (int round = 0; round < RELAY_PUMP_ROUNDS; round++) {
-		int progress = 0;
-
-		for (int i = 0; i < 2; i++) {
-			struct relay_half *h = i == 0 ? &r->down : &r->up;
-			int rc;
-
-			if (half_may_read(r, h)) {
-				rc = half_read(r, h);
-				if (rc < 0)
-					return;
-				progress |= rc;
-			}
-			if (r->state != R_RELAY)
-				continue;
-			rc = half_write(r, other(r, h));
-			if (rc < 0)
-				return;
-			progress |= rc;
-			rc = half_shut(r, other(r, h));
-			progress |= rc;
-		}
-		if ((r->down.flags & H_WR_SHUT) && (r->up.flags & H_WR_SHUT)) {
-			relay_end(r, RELAY_OK, RELAY_DOWN, 0, NULL);
-			return;
-		}
-		if (!progress) {
-			relay_update(r);
-			return;
-		}
-	}
-	/* Enough for this wakeup: come back after the other connections had theirs. */
-	loop_queue(r->loop, &r->task, relay_pump_task);
-	relay_update(r);
 }
 
 /* Timers: one per relay, for the deadline of its current state */
@@ -649,7 +266,7 @@ static void relay_enter_relay(struct relay *r)
 /* After a handshake: the peer's identity, then the hook. Returns 1, or -1 when closed. */
 static int relay_handshake_done(struct relay *r, struct relay_half *h)
 {
-	struct relay_peer peer = { .side = side_of(r, h), .ssl = h->ssl };
+	struct relay_peer peer = { .side = relay_side_of(r, h), .ssl = h->ssl };
 	struct spiffe_id id;
 	char text[SPIFFE_ID_MAX + 1];
 	int rc;
@@ -663,7 +280,7 @@ static int relay_handshake_done(struct relay *r, struct relay_half *h)
 		if (rc == 0) {
 			h->peer_id = strdup(text);
 			if (h->peer_id == NULL) {
-				half_fail(r, h, -ENOMEM, NULL);
+				relay_end(r, RELAY_RESET, relay_side_of(r, h), -ENOMEM, NULL);
 				return -1;
 			}
 			peer.id = &id;
@@ -705,8 +322,8 @@ static int relay_handshake(struct relay *r, struct relay_half *h)
 		h->flags = (uint16_t)((h->flags | H_HS_WANTS_WRITE) & ~H_WR_READY);
 		return 0;
 	}
-	relay_end(r, RELAY_HANDSHAKE_FAILED, side_of(r, h), tls_error(e),
-	          tls_reason(h->ssl, e, rc));
+	relay_end(r, RELAY_HANDSHAKE_FAILED, relay_side_of(r, h), relay_tls_error(e),
+	          relay_tls_reason(h->ssl, e, rc));
 	return -1;
 }
 
@@ -727,7 +344,7 @@ static int relay_read_preamble(struct relay *r)
 			}
 			if (rc > 0) {
 				d->start += (uint32_t)rc;
-				half_drop_buf(r, d);
+				relay_pump_drop_buf(r, d);
 				break;
 			}
 		}
@@ -736,7 +353,7 @@ static int relay_read_preamble(struct relay *r)
 			          "connection closed before the preamble");
 			return -1;
 		}
-		rc = half_read(r, d);
+		rc = relay_pump_read(r, d);
 		if (rc <= 0)
 			return rc;
 	}
@@ -857,7 +474,7 @@ static int relay_connect_check(struct relay *r)
 }
 
 /* Runs the state machine as far as it goes without waiting, then moves bytes. */
-static void relay_advance(struct relay *r)
+void relay_advance(struct relay *r)
 {
 	int rc;
 
@@ -902,7 +519,7 @@ wait:
 	if (r->state == R_CONNECTING || r->state == R_UP_HS)
 		relay_pump(r); /* early bytes from the client, or its end or reset */
 	else
-		relay_update(r);
+		relay_pump_update(r);
 }
 
 /* Readiness becomes flags; the TLS "wants" flags say which operation it unblocks. */
@@ -1010,7 +627,7 @@ int relay_set_upstream(struct relay *r, const struct sockaddr *addr, socklen_t l
 	if (r->pre_len > 0) {
 		d->start += r->pre_len;
 		r->pre_len = 0;
-		half_drop_buf(r, d);
+		relay_pump_drop_buf(r, d);
 	}
 	if (plen > 0) {
 		if (d->buf == NULL) {

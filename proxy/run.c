@@ -299,7 +299,11 @@ static void run_on_close(struct relay *r, const struct relay_stats *st)
 	}
 	if (c->w->run->cfg.access_log) {
 		run_addr_text(&st->src, src, sizeof(src));
-		run_addr_text(&st->dst, dst, sizeof(dst));
+		/* Outbound: the destination the app dialled, not the tunnel port it went through.
+		 */
+		run_addr_text(c->kind == RUN_OUTBOUND && c->orig.ss_family != AF_UNSPEC ? &c->orig
+		                                                                        : &st->dst,
+		              dst, sizeof(dst));
 		log_info("connection", LOG_STR("listener", run_kind_names[c->kind]),
 		         LOG_STR("mode", c->mtls        ? "mtls"
 		                         : c->fell_back ? "fallback"
@@ -330,7 +334,6 @@ static void run_accept(struct listener *l, int fd, const struct sockaddr *peer, 
 	int err = 0;
 
 	(void)l;
-	(void)plen;
 	if (c == NULL) {
 		close(fd);
 		return;
@@ -349,7 +352,20 @@ static void run_accept(struct listener *l, int fd, const struct sockaddr *peer, 
 		break;
 	case RUN_INBOUND:
 		if (run->cfg.mtls_mode == SETTINGS_MTLS_STRICT) {
+			char src[64];
+
 			metrics_inc(&run_strict_refusals, 0);
+			if (run->cfg.access_log) {
+				struct sockaddr_storage ss = { 0 };
+
+				if (peer != NULL)
+					memcpy(&ss, peer, plen < sizeof(ss) ? plen : sizeof(ss));
+				run_addr_text(&ss, src, sizeof(src));
+				log_info("connection", LOG_STR("listener", "inbound"),
+				         LOG_STR("mode", "plain"), LOG_STR("source", src),
+				         LOG_STR("result", "denied"),
+				         LOG_STR("reason", "mtls.mode is strict"));
+			}
 			goto refuse;
 		}
 		break;
@@ -367,7 +383,8 @@ static void run_accept(struct listener *l, int fd, const struct sockaddr *peer, 
 		if (listener_original_dst(relay_fd(r, RELAY_DOWN), &c->orig) < 0)
 			goto close;
 		dst = c->orig;
-		if (run_cidr_match(&run->mesh, &dst)) {
+		if (run->cfg.mtls_mode != SETTINGS_MTLS_DISABLE &&
+		    run_cidr_match(&run->mesh, &dst)) {
 			struct run_fallback *slot = run_fallback_slot(w, &dst);
 
 			if (!(slot->until_ms > loop_now(w->loop) && run_same_ip(&slot->addr, &dst)))

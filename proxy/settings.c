@@ -73,9 +73,10 @@ static const struct config_key settings_keys[] = {
 	CONFIG_INT("ports.admin", S, port_admin, 1, 65535, "15021",
 	           "port of the health and metrics endpoint"),
 	CONFIG_INT("workers", S, workers, 1, 64, "1", "event-loop threads"),
-	CONFIG_ENUM("mtls.mode", S, mtls_mode, settings_mtls_modes, "permissive",
-	            "inbound plaintext: `strict` refuses it, `permissive` accepts it, `disable` "
-	            "turns mutual TLS off"),
+	CONFIG_ENUM(
+	    "mtls.mode", S, mtls_mode, settings_mtls_modes, "permissive",
+	    "inbound plaintext: `strict` refuses it, `permissive` accepts it; `disable` "
+	    "also sends outbound traffic as plain TCP (the tunnel port still serves peers)"),
 	CONFIG_DURATION("timeouts.connect", S, connect_timeout, CONFIG_SECONDS(1) / 10,
 	                CONFIG_MINUTES(5), "10s", "time allowed to connect to an upstream"),
 	CONFIG_DURATION("timeouts.handshake", S, handshake_timeout, CONFIG_SECONDS(1) / 10,

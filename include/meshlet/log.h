@@ -17,7 +17,10 @@ enum log_format {
 
 enum log_field_type { LOG_FIELD_END, LOG_FIELD_STR, LOG_FIELD_INT, LOG_FIELD_BOOL };
 
-/* One key/value pair of a log line. Build them with LOG_STR, LOG_INT and LOG_BOOL. */
+/*
+ * One key/value pair of a log line. Build them with LOG_STR, LOG_INT and LOG_BOOL; a
+ * LOG_STR whose value is NULL is left out of the line.
+ */
 struct log_field {
 	const char *key;
 	enum log_field_type type;

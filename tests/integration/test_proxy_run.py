@@ -272,3 +272,75 @@ def test_metrics(mesh):
     assert int(mtls[0].split()[-1]) >= 1
     expiry = [l for l in text.splitlines() if l.startswith("meshlet_proxy_svid_expiry_seconds ")]
     assert 0 < float(expiry[0].split()[1]) <= 3600
+
+
+def test_an_expired_client_certificate_is_refused(mesh, tmp_path):
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+    d = mesh["dir"]
+    ca_cert = x509.load_pem_x509_certificate(d.root.read_bytes())
+    ca_key = serialization.load_pem_private_key((d.ca / "root-key.pem").read_bytes(), None)
+    key = ec_key()
+    now = datetime.datetime.utcnow()
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "meshlet")]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=2))
+            .not_valid_after(now - datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(
+                "spiffe://example.org/ns/default/sa/client")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(ca_key, hashes.SHA256()))
+    (tmp_path / "old.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    write_key(tmp_path / "old.key", key)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.load_verify_locations(str(d.root))
+    ctx.load_cert_chain(str(tmp_path / "old.crt"), str(tmp_path / "old.key"))
+    ctx.set_alpn_protocols(["meshlet/1"])
+    before = len([l for l in mesh["server"].log() if l.get("result") == "handshake_failed"])
+    with socket.create_connection(("127.0.0.1", mesh["ports"]["b_http"]), timeout=5) as s:
+        with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
+            with ctx.wrap_socket(s) as tls:
+                tls.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                assert tls.recv(100) == b""
+                raise ConnectionResetError("closed without an answer")
+    assert wait_for(lambda: len([l for l in mesh["server"].log()
+                                 if l.get("result") == "handshake_failed"]) > before)
+
+
+def test_certificates_rotate_under_load_without_failures(mesh, tmp_path):
+    """30-second certificates: the pair renews at about half of that while requests flow."""
+    import urllib.request
+    d = mesh["dir"]
+    b_port, a_port = free_port(), free_port()
+    cfg = "identity:\n  ttl: 30s\n"
+    server = Proxy(d, "server", f"terminate 127.0.0.1:{b_port} "
+                   f"127.0.0.1:{mesh['backend'].http_port}", mesh["tokens"]["server"],
+                   mesh["ca_env"], config=cfg)
+    client = Proxy(d, "client", f"originate 127.0.0.1:{a_port} 127.0.0.1:{b_port}",
+                   mesh["tokens"]["client"], mesh["ca_env"], config=cfg)
+    try:
+        assert wait_for(server.ready) and wait_for(client.ready)
+        failures = requests = 0
+        deadline = time.time() + 22
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{a_port}/r{requests}",
+                                            timeout=5) as r:
+                    assert r.status == 200
+            except Exception:
+                failures += 1
+            requests += 1
+            time.sleep(0.02)
+        issued = [l for l in server.log() if l["msg"] == "SVID issued"]
+        assert len(issued) >= 2, "no rotation in 22 s with 30 s certificates"
+        assert issued[0]["serial"] != issued[-1]["serial"]
+        assert len([l for l in client.log() if l["msg"] == "SVID issued"]) >= 2
+        assert failures == 0 and requests > 100
+    finally:
+        assert server.stop() == 0
+        assert client.stop() == 0

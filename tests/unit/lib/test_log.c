@@ -153,7 +153,7 @@ static void test_hostile_strings(void **state)
 	assert_string_equal(json_string_value(json_object_get(o, "bytes")),
 	                    "\xef\xbf\xbd\xef\xbf\xbd ok \xc3\xa9 \xef\xbf\xbd\xef\xbf\xbd "
 	                    "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd \xf0\x9f\x98\x80");
-	assert_string_equal(json_string_value(json_object_get(o, "null")), "(null)");
+	assert_null(json_object_get(o, "null"));
 	json_decref(o);
 }
 

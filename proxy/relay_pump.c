@@ -1,0 +1,303 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A relay's bytes: reads, writes, back-pressure, half-close, and the epoll interest. */
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+
+#include "relay_impl.h"
+
+static bool half_may_read(const struct relay *r, const struct relay_half *h)
+{
+	if (h->flags & H_RD_EOF)
+		return false;
+	if (h == &r->down)
+		return r->state == R_CONNECTING || r->state == R_UP_HS || r->state == R_RELAY;
+	return r->state == R_RELAY;
+}
+
+static uint32_t half_limit(const struct relay *r)
+{
+	return r->state == R_RELAY ? LOOP_BUF_SIZE : RELAY_EARLY_LIMIT;
+}
+
+static bool half_has_room(const struct relay *r, const struct relay_half *h)
+{
+	return h->buf == NULL || h->end < half_limit(r) || h->start > 0;
+}
+
+void relay_pump_drop_buf(struct relay *r, struct relay_half *h)
+{
+	if (h->buf != NULL && h->start == h->end) {
+		loop_buf_put(r->loop, h->buf);
+		h->buf = NULL;
+		h->start = h->end = 0;
+	}
+}
+
+static void half_fail(struct relay *r, struct relay_half *h, int error, const char *reason)
+{
+	relay_end(r, RELAY_RESET, relay_side_of(r, h), error, reason);
+}
+
+/*
+ * Reads from h into its buffer. Returns 1 when something happened (bytes or the end of
+ * the stream), 0 when nothing could be read now, -1 when the relay was closed.
+ */
+int relay_pump_read(struct relay *r, struct relay_half *h)
+{
+	uint32_t limit = half_limit(r);
+	size_t want;
+	ssize_t n;
+
+	if (!(h->flags & H_RD_READY) || (h->flags & H_RD_EOF))
+		return 0;
+	if (h->buf == NULL) {
+		h->buf = loop_buf_get(r->loop);
+		if (h->buf == NULL) {
+			half_fail(r, h, -ENOMEM, NULL);
+			return -1;
+		}
+		h->start = h->end = 0;
+	} else if (h->end >= limit) {
+		if (h->start == 0)
+			return 0; /* full: the other side must take some first */
+		memmove(h->buf, h->buf + h->start, h->end - h->start);
+		h->end -= h->start;
+		h->start = 0;
+	}
+	want = limit - h->end;
+	if (h->ssl != NULL) {
+		int rc, e;
+
+		ERR_clear_error();
+		rc = SSL_read(h->ssl, h->buf + h->end, (int)want);
+		if (rc > 0) {
+			h->end += (uint32_t)rc;
+			h->flags &= (uint16_t)~H_READ_WANTS_WRITE;
+			/* Level-triggered epoll cannot see what OpenSSL has buffered already. */
+			if (!SSL_has_pending(h->ssl))
+				h->flags &= (uint16_t)~H_RD_READY;
+			r->active_ms = loop_now(r->loop);
+			return 1;
+		}
+		e = SSL_get_error(h->ssl, rc);
+		switch (e) {
+		case SSL_ERROR_WANT_READ:
+			h->flags &= (uint16_t) ~(H_RD_READY | H_READ_WANTS_WRITE);
+			relay_pump_drop_buf(r, h);
+			return 0;
+		case SSL_ERROR_WANT_WRITE:
+			h->flags = (uint16_t)((h->flags | H_READ_WANTS_WRITE) & ~H_RD_READY);
+			relay_pump_drop_buf(r, h);
+			return 0;
+		case SSL_ERROR_ZERO_RETURN:
+			h->flags |= H_RD_EOF;
+			relay_pump_drop_buf(r, h);
+			return 1;
+		default:
+			/* Includes an end of stream without close_notify: a truncation. */
+			half_fail(r, h, relay_tls_error(e), relay_tls_reason(h->ssl, e, rc));
+			return -1;
+		}
+	}
+	n = read(h->fd, h->buf + h->end, want);
+	if (n > 0) {
+		h->end += (uint32_t)n;
+		/* A short read emptied the socket; epoll says when more comes. */
+		if ((size_t)n < want)
+			h->flags &= (uint16_t)~H_RD_READY;
+		r->active_ms = loop_now(r->loop);
+		return 1;
+	}
+	if (n == 0) {
+		h->flags |= H_RD_EOF;
+		relay_pump_drop_buf(r, h);
+		return 1;
+	}
+	if (errno == EAGAIN || errno == EINTR) {
+		h->flags &= (uint16_t)~H_RD_READY;
+		relay_pump_drop_buf(r, h);
+		return 0;
+	}
+	half_fail(r, h, -errno, NULL);
+	return -1;
+}
+
+/* Writes the other side's buffer to h. Returns as relay_pump_read. */
+static int half_write(struct relay *r, struct relay_half *h)
+{
+	struct relay_half *s = relay_other(r, h);
+	size_t len;
+	ssize_t n;
+
+	if (s->buf == NULL || s->start == s->end || !(h->flags & H_WR_READY))
+		return 0;
+	len = s->end - s->start;
+	if (h->ssl != NULL) {
+		int rc, e;
+
+		ERR_clear_error();
+		rc = SSL_write(h->ssl, s->buf + s->start, (int)len);
+		if (rc <= 0) {
+			e = SSL_get_error(h->ssl, rc);
+			if (e == SSL_ERROR_WANT_WRITE) {
+				h->flags &= (uint16_t)~H_WR_READY;
+				return 0;
+			}
+			if (e == SSL_ERROR_WANT_READ) {
+				h->flags =
+				    (uint16_t)((h->flags | H_WRITE_WANTS_READ) & ~H_WR_READY);
+				return 0;
+			}
+			half_fail(r, h, relay_tls_error(e), relay_tls_reason(h->ssl, e, rc));
+			return -1;
+		}
+		/* With partial writes SSL_write returns after each record: not a full socket. */
+		n = rc;
+		h->flags &= (uint16_t)~H_WRITE_WANTS_READ;
+	} else {
+		n = send(h->fd, s->buf + s->start, len, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR) {
+				h->flags &= (uint16_t)~H_WR_READY;
+				return 0;
+			}
+			half_fail(r, h, -errno, NULL);
+			return -1;
+		}
+		if ((size_t)n < len)
+			h->flags &= (uint16_t)~H_WR_READY;
+	}
+	s->start += (uint32_t)n;
+	h->written += (uint64_t)n;
+	r->active_ms = loop_now(r->loop);
+	relay_pump_drop_buf(r, s);
+	return 1;
+}
+
+/*
+ * Once the other side has ended and all its bytes are written to h, shut h's write side:
+ * close_notify first on TLS, then a FIN. Returns as relay_pump_read.
+ */
+static int half_shut(struct relay *r, struct relay_half *h)
+{
+	struct relay_half *s = relay_other(r, h);
+
+	if ((h->flags & H_WR_SHUT) || !(s->flags & H_RD_EOF) || s->buf != NULL)
+		return 0;
+	if (h->ssl != NULL) {
+		int rc, e;
+
+		if (!(h->flags & H_WR_READY))
+			return 0;
+		ERR_clear_error();
+		rc = SSL_shutdown(h->ssl);
+		if (rc < 0) {
+			e = SSL_get_error(h->ssl, rc);
+			if (e == SSL_ERROR_WANT_WRITE) {
+				h->flags &= (uint16_t)~H_WR_READY;
+				return 0;
+			}
+			/*
+			 * Anything else (the peer is gone): this direction is over anyway,
+			 * and the other direction finds out by itself.
+			 */
+			ERR_clear_error();
+		}
+	}
+	(void)shutdown(h->fd, SHUT_WR);
+	h->flags |= H_WR_SHUT;
+	return 1;
+}
+
+/* Epoll interest */
+
+static uint32_t half_interest(const struct relay *r, const struct relay_half *h)
+{
+	const struct relay_half *o = h == &r->down ? &r->up : &r->down;
+	uint32_t ev = 0;
+
+	if (h->fd < 0)
+		return 0;
+	if ((r->state == R_DOWN_HS && h == &r->down) || (r->state == R_UP_HS && h == &r->up))
+		return (h->flags & H_HS_WANTS_WRITE) ? LOOP_WRITE : LOOP_READ;
+	if (r->state == R_CONNECTING && h == &r->up)
+		return LOOP_WRITE;
+	if (r->state == R_PREAMBLE)
+		return (h->flags & H_READ_WANTS_WRITE) ? LOOP_WRITE : LOOP_READ;
+	if (half_may_read(r, h) && half_has_room(r, h))
+		ev |= (h->flags & H_READ_WANTS_WRITE) ? LOOP_WRITE : LOOP_READ;
+	if (r->state == R_RELAY && !(h->flags & H_WR_SHUT) &&
+	    (o->buf != NULL || (o->flags & H_RD_EOF)))
+		ev |= (h->flags & H_WRITE_WANTS_READ) ? LOOP_READ : LOOP_WRITE;
+	return ev;
+}
+
+/* Tells epoll what both halves wait for: the one place that computes it. */
+void relay_pump_update(struct relay *r)
+{
+	struct relay_half *hs[2] = { &r->down, &r->up };
+
+	for (int i = 0; i < 2; i++) {
+		int rc;
+
+		if (hs[i]->fd < 0)
+			continue;
+		rc = loop_set_events(r->loop, hs[i]->fd, half_interest(r, hs[i]));
+		if (rc < 0) {
+			half_fail(r, hs[i], rc, NULL);
+			return;
+		}
+	}
+}
+
+static void relay_pump_task(struct loop *loop, struct loop_task *t)
+{
+	(void)loop;
+	relay_advance(container_of(t, struct relay, task));
+}
+
+/*
+ * Moves bytes as far as the sockets let it, then updates the interest. Before the relay
+ * state only the downstream is read (early bytes are kept for the upstream).
+ */
+void relay_pump(struct relay *r)
+{
+	for (int round = 0; round < RELAY_PUMP_ROUNDS; round++) {
+		int progress = 0;
+
+		for (int i = 0; i < 2; i++) {
+			struct relay_half *h = i == 0 ? &r->down : &r->up;
+			int rc;
+
+			if (half_may_read(r, h)) {
+				rc = relay_pump_read(r, h);
+				if (rc < 0)
+					return;
+				progress |= rc;
+			}
+			if (r->state != R_RELAY)
+				continue;
+			rc = half_write(r, relay_other(r, h));
+			if (rc < 0)
+				return;
+			progress |= rc;
+			rc = half_shut(r, relay_other(r, h));
+			progress |= rc;
+		}
+		if ((r->down.flags & H_WR_SHUT) && (r->up.flags & H_WR_SHUT)) {
+			relay_end(r, RELAY_OK, RELAY_DOWN, 0, NULL);
+			return;
+		}
+		if (!progress) {
+			relay_pump_update(r);
+			return;
+		}
+	}
+	/* Enough for this wakeup: come back after the other connections had theirs. */
+	loop_queue(r->loop, &r->task, relay_pump_task);
+	relay_pump_update(r);
+}
