@@ -142,6 +142,9 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(wildcard include/meshlet/*.h) | ch
 	$(call msg,FUZZ,$@)
 	$(Q)$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRCS) $(LIBS)
 
+# The identity tests run a real meshlet-ca.
+$(BUILD)/tests/unit/proxy/test_identity: | $(BUILD)/bin/meshlet-ca
+
 # Harnesses that include a program's source file say so here.
 $(BUILD)/fuzz/fuzz_csr: ca/csr.c ca/csr.h
 $(BUILD)/fuzz/fuzz_review: $(wildcard webhook/*.[ch])

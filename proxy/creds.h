@@ -151,10 +151,12 @@ const char *creds_failure_name(enum creds_failure f);
 
 /*
  * creds_handshake_failure - after SSL_do_handshake (or a first read) failed with
- * SSL_ERROR_SSL, in the same thread: its cause, and one line for a log into buf (size
- * bytes; CREDS_REASON_SIZE is enough), such as "certificate verify failed: certificate
- * has expired (peer spiffe://example.org/ns/a/sa/b)" or "peer did not return a
- * certificate". Reads and then clears the thread's OpenSSL error queue.
+ * SSL_ERROR_SSL: its cause, and one line for a log into buf (size bytes, CREDS_REASON_SIZE
+ * is enough; buf may be NULL when size is 0), such as "peer spiffe://example.org/ns/a/sa/b:
+ * certificate verify failed: certificate has expired" or "peer did not return a
+ * certificate". A cause that our callbacks recorded (verification, ALPN) stays with the
+ * SSL and is reliable at any later time; the others come from the thread's OpenSSL error
+ * queue, so call this right after the failing call, in the same thread. Clears that queue.
  */
 enum creds_failure creds_handshake_failure(SSL *ssl, char *buf, size_t size);
 

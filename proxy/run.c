@@ -521,7 +521,9 @@ static bool run_ready(void *arg)
 {
 	struct run *run = arg;
 
-	return creds_ready(run->creds) && !atomic_load(&run->draining);
+	/* An expired certificate is as good as none: peers would refuse it. */
+	return creds_ready(run->creds) && creds_not_after(run->creds) > time(NULL) &&
+	       !atomic_load(&run->draining);
 }
 
 static void run_metrics(FILE *f, void *arg)
