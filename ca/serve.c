@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* `meshlet-ca serve`: configuration, start-up checks, the signal loop and JWKS reloads. */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,9 +38,16 @@ static const char serve_usage[] =
     "  --trust-domain TD    trust domain (default: the CA's own)\n"
     "  --audit-file FILE    also append every audit record here\n";
 
+struct serve_keys {
+	struct api *api;
+	struct jwksrc *src;
+};
+
 /* Takes a new key set when one is due, and says what happened in the log. */
 static void serve_poll_keys(struct api *a, struct jwksrc *src)
 {
+	if (src == NULL)
+		return;
 	struct err e = { 0 };
 	struct jwks *k = jwksrc_poll(src, time_mono_ms(), &e);
 
@@ -56,26 +62,11 @@ static void serve_poll_keys(struct api *a, struct jwksrc *src)
 	}
 }
 
-/* Runs until a signal; keeps the token keys current with their source. */
-static int serve_loop(struct api *a, struct jwksrc *src)
+static void serve_tick(void *arg)
 {
-	struct timespec tick = { .tv_sec = 1 };
-	sigset_t set;
-	int sig;
+	struct serve_keys *k = arg;
 
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	for (;;) {
-		sig = sigtimedwait(&set, NULL, &tick);
-		if (sig == SIGTERM || sig == SIGINT) {
-			log_info("stopping",
-			         LOG_STR("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"));
-			return 0;
-		}
-		if (src != NULL)
-			serve_poll_keys(a, src);
-	}
+	serve_poll_keys(k->api, k->src);
 }
 
 int serve_main(int argc, char **argv)
@@ -104,7 +95,6 @@ int serve_main(int argc, char **argv)
 	struct err e = { 0 };
 	const char *config = NULL;
 	const char *ca_td;
-	sigset_t set;
 	int status = 1;
 	int rc;
 
@@ -184,11 +174,7 @@ int serve_main(int argc, char **argv)
 	}
 
 	/* Signals are taken by the loop alone, never by a server thread. */
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	cli_daemon_signals();
 	a.httpd = httpd_start(
 	    &(struct httpd_options){
 	        .name = "meshlet-ca",
@@ -209,7 +195,8 @@ int serve_main(int argc, char **argv)
 	}
 	log_info("serving", LOG_STR("listen", cfg.listen), LOG_INT("port", httpd_port(a.httpd)),
 	         LOG_STR("trust_domain", cfg.trust_domain), LOG_STR("ca_dir", cfg.ca_dir));
-	status = serve_loop(&a, src);
+	cli_wait_signal(1000, serve_tick, &(struct serve_keys){ .api = &a, .src = src });
+	status = 0;
 	httpd_stop(a.httpd);
 	a.httpd = NULL;
 out:

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Command-line pieces shared by meshlet-ca, meshlet-webhook and meshlet-proxy. */
+#include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,4 +178,37 @@ int cli_parse_flags(int argc, char **argv, const char *prog, const char *usage,
 	}
 	free(opts);
 	return status;
+}
+
+static void cli_stop_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+}
+
+void cli_daemon_signals(void)
+{
+	sigset_t set;
+
+	cli_stop_signals(&set);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+void cli_wait_signal(int tick_ms, void (*tick)(void *arg), void *arg)
+{
+	struct timespec t = { .tv_sec = tick_ms / 1000, .tv_nsec = (long)(tick_ms % 1000) * 1000000 };
+	sigset_t set;
+	int sig;
+
+	cli_stop_signals(&set);
+	for (;;) {
+		sig = tick != NULL ? sigtimedwait(&set, NULL, &t) : sigwaitinfo(&set, NULL);
+		if (sig == SIGTERM || sig == SIGINT)
+			break;
+		if (sig < 0 && errno == EAGAIN && tick != NULL)
+			tick(arg);
+	}
+	log_info("stopping", LOG_STR("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"));
 }

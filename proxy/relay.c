@@ -298,6 +298,7 @@ static int relay_handshake_done(struct relay *r, struct relay_half *h)
 	}
 	/* OpenSSL may hold bytes that arrived with the handshake's last flight. */
 	h->flags |= H_RD_READY | H_WR_READY;
+	SSL_free_buffers(h->ssl);
 	h->flags &= (uint16_t)~H_HS_WANTS_WRITE;
 	return 1;
 }

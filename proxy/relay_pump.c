@@ -88,6 +88,12 @@ int relay_pump_read(struct relay *r, struct relay_half *h)
 		case SSL_ERROR_WANT_READ:
 			h->flags &= (uint16_t) ~(H_RD_READY | H_READ_WANTS_WRITE);
 			relay_pump_drop_buf(r, h);
+			/*
+			 * A read that found nothing leaves OpenSSL's 17 KiB record buffer
+			 * allocated (RELEASE_BUFFERS frees it only after a record): free it,
+			 * so that an idle connection holds none. A no-op when busy.
+			 */
+			SSL_free_buffers(h->ssl);
 			return 0;
 		case SSL_ERROR_WANT_WRITE:
 			h->flags = (uint16_t)((h->flags | H_READ_WANTS_WRITE) & ~H_RD_READY);

@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <netdb.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -698,8 +697,7 @@ int run_main(int argc, char **argv)
 	struct run *run = calloc(1, sizeof(*run));
 	char admin_listen[32];
 	struct err e = { 0 };
-	sigset_t set;
-	int status = 1, rc, sig;
+	int status = 1, rc;
 
 	if (run == NULL)
 		return 1;
@@ -718,11 +716,7 @@ int run_main(int argc, char **argv)
 		fprintf(stderr, PROG ": %s\n", e.msg);
 		goto out;
 	}
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	cli_daemon_signals();
 
 	run->creds = creds_new(
 	    &(struct creds_options){ .trust_domain = run->cfg.trust_domain, .alpn = RUN_ALPN });
@@ -801,10 +795,7 @@ int run_main(int argc, char **argv)
 	         LOG_INT("admin_port", admin_port(run->admin)),
 	         LOG_BOOL("capture", run->cfg.capture), LOG_INT("static", run->nstatics),
 	         LOG_STR("trust_domain", run->cfg.trust_domain));
-	do
-		sig = sigwaitinfo(&set, NULL);
-	while (sig < 0);
-	log_info("stopping", LOG_STR("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"));
+	cli_wait_signal(0, NULL, NULL);
 	run_drain(run);
 	status = 0;
 out:

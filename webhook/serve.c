@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* `meshlet-webhook serve`: the HTTPS admission endpoint, its audit trail and metrics. */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,21 +160,6 @@ static void serve_handle(void *arg, const struct httpd_request *req, struct http
 		httpd_text(res, 200, "text/plain", "ok\n");
 }
 
-static int serve_wait(void)
-{
-	sigset_t set;
-	int sig;
-
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	do
-		sig = sigwaitinfo(&set, NULL);
-	while (sig < 0);
-	log_info("stopping", LOG_STR("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"));
-	return 0;
-}
-
 int serve_main(int argc, char **argv)
 {
 	struct cli_flag flags[] = {
@@ -191,7 +175,6 @@ int serve_main(int argc, char **argv)
 	const char *config = NULL;
 	char *bundle = NULL;
 	size_t bundle_len = 0;
-	sigset_t set;
 	int status;
 
 	status = cli_parse_flags(argc, argv, PROG, serve_usage, flags, nflags, &config);
@@ -221,11 +204,7 @@ int serve_main(int argc, char **argv)
 		fprintf(stderr, PROG ": %s\n", e.msg);
 		goto out;
 	}
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	cli_daemon_signals();
 	httpd = httpd_start(
 	    &(struct httpd_options){
 	        .name = "meshlet-webhook",
@@ -244,7 +223,8 @@ int serve_main(int argc, char **argv)
 		goto out;
 	}
 	log_info("serving", LOG_STR("listen", cfg.listen), LOG_INT("port", httpd_port(httpd)));
-	status = serve_wait();
+	cli_wait_signal(0, NULL, NULL);
+	status = 0;
 	httpd_stop(httpd);
 out:
 	injector_free(s.injector);

@@ -84,6 +84,19 @@ int cli_parse_flags(int argc, char **argv, const char *prog, const char *usage,
 int cli_load_settings(const struct config_schema *schema, void *obj, const char *path,
                       const struct cli_flag *flags, size_t nflags);
 
+/*
+ * cli_daemon_signals - for a daemon about to start threads: block SIGTERM and SIGINT in
+ * every thread (cli_wait_signal takes them) and ignore SIGPIPE (OpenSSL and sockets
+ * report a closed peer as an error instead). Call it before the first thread starts.
+ */
+void cli_daemon_signals(void);
+
+/*
+ * cli_wait_signal - wait for SIGTERM or SIGINT, calling tick(arg) every tick_ms
+ * milliseconds meanwhile when tick is not NULL; log "stopping" with the signal's name.
+ */
+void cli_wait_signal(int tick_ms, void (*tick)(void *arg), void *arg);
+
 /* cli_log_apply - start logging to stderr for prog with the configured settings. */
 void cli_log_apply(const char *prog, const struct cli_log *l);
 
