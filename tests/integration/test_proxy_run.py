@@ -35,6 +35,26 @@ def wait_for(check, seconds=10):
     return False
 
 
+def client_context(cafile, cert, key):
+    """A TLS client that offers our ALPN, with the given certificate."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.load_verify_locations(str(cafile))
+    ctx.load_cert_chain(str(cert), str(key))
+    ctx.set_alpn_protocols(["meshlet/1"])
+    return ctx
+
+
+def assert_refused(ctx, port):
+    """The proxy at port refuses the client: the handshake fails or nothing comes back."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
+            with ctx.wrap_socket(s) as tls:
+                tls.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                assert tls.recv(100) == b""
+                raise ConnectionResetError("closed without an answer")
+
+
 class Backend:
     """An HTTP server, and a raw TCP echo/sink server for byte-exact checks."""
 
@@ -186,17 +206,8 @@ def test_a_client_certificate_from_another_ca_is_refused(mesh, tmp_path):
     r = run([binary("meshlet-ca"), "issue", "--dir", str(other.ca), "--spiffe-id",
              "spiffe://example.org/ns/default/sa/intruder", "--out", str(tmp_path / "intruder")])
     assert r.returncode == 0, r.stderr
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.load_verify_locations(str(mesh["dir"].root))
-    ctx.load_cert_chain(str(tmp_path / "intruder.crt"), str(tmp_path / "intruder.key"))
-    ctx.set_alpn_protocols(["meshlet/1"])
-    with socket.create_connection(("127.0.0.1", mesh["ports"]["b_http"]), timeout=5) as s:
-        with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
-            with ctx.wrap_socket(s) as tls:
-                tls.sendall(b"GET / HTTP/1.0\r\n\r\n")
-                assert tls.recv(100) == b""
-                raise ConnectionResetError("closed without an answer")
+    ctx = client_context(mesh["dir"].root, tmp_path / "intruder.crt", tmp_path / "intruder.key")
+    assert_refused(ctx, mesh["ports"]["b_http"])
 
 
 def test_plaintext_to_a_terminating_listener_is_refused(mesh):
@@ -224,17 +235,8 @@ def test_another_trust_domain_is_refused(mesh, tmp_path):
     # Trust both roots, so that only the trust domain check can refuse it.
     bundle = tmp_path / "bundle.pem"
     bundle.write_text(mesh["dir"].root.read_text() + other.root.read_text())
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.load_verify_locations(str(bundle))
-    ctx.load_cert_chain(str(tmp_path / "o.crt"), str(tmp_path / "o.key"))
-    ctx.set_alpn_protocols(["meshlet/1"])
-    with socket.create_connection(("127.0.0.1", mesh["ports"]["b_http"]), timeout=5) as s:
-        with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
-            with ctx.wrap_socket(s) as tls:
-                tls.sendall(b"GET / HTTP/1.0\r\n\r\n")
-                assert tls.recv(100) == b""
-                raise ConnectionResetError("closed without an answer")
+    ctx = client_context(bundle, tmp_path / "o.crt", tmp_path / "o.key")
+    assert_refused(ctx, mesh["ports"]["b_http"])
 
 
 def test_many_concurrent_connections(mesh):
@@ -296,18 +298,9 @@ def test_an_expired_client_certificate_is_refused(mesh, tmp_path):
             .sign(ca_key, hashes.SHA256()))
     (tmp_path / "old.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     write_key(tmp_path / "old.key", key)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.load_verify_locations(str(d.root))
-    ctx.load_cert_chain(str(tmp_path / "old.crt"), str(tmp_path / "old.key"))
-    ctx.set_alpn_protocols(["meshlet/1"])
+    ctx = client_context(d.root, tmp_path / "old.crt", tmp_path / "old.key")
     before = len([l for l in mesh["server"].log() if l.get("result") == "handshake_failed"])
-    with socket.create_connection(("127.0.0.1", mesh["ports"]["b_http"]), timeout=5) as s:
-        with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
-            with ctx.wrap_socket(s) as tls:
-                tls.sendall(b"GET / HTTP/1.0\r\n\r\n")
-                assert tls.recv(100) == b""
-                raise ConnectionResetError("closed without an answer")
+    assert_refused(ctx, mesh["ports"]["b_http"])
     assert wait_for(lambda: len([l for l in mesh["server"].log()
                                  if l.get("result") == "handshake_failed"]) > before)
 
