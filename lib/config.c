@@ -456,6 +456,11 @@ static bool config_store_csv(struct config *c, const struct config_key *k, const
 			snprintf(why, why_size, "has an empty item");
 			ok = false;
 		} else if (!config_check_string(k, items[n - 1], len, why, why_size)) {
+			char detail[200], q[256];
+
+			config_quote(q, sizeof(q), items[n - 1], len);
+			snprintf(detail, sizeof(detail), "%s", why);
+			snprintf(why, why_size, "\"%.200s\" %s", q, detail);
 			ok = false;
 		}
 		if (comma == NULL)

@@ -720,8 +720,26 @@ int run_main(int argc, char **argv)
 
 	run->creds = creds_new(
 	    &(struct creds_options){ .trust_domain = run->cfg.trust_domain, .alpn = RUN_ALPN });
-	if (run->creds == NULL || run_identity(run, &e) < 0) {
-		fprintf(stderr, PROG ": %s\n", run->creds == NULL ? "out of memory" : e.msg);
+	if (run->creds == NULL) {
+		fprintf(stderr, PROG ": out of memory\n");
+		goto out;
+	}
+	/* The admin port first: readiness is answered (not ready) while the identity comes. */
+	snprintf(admin_listen, sizeof(admin_listen), "0.0.0.0:%lld",
+	         (long long)run->cfg.port_admin);
+	run->admin =
+	    admin_start(&(struct admin_options){ .listen = admin_listen,
+	                                         .app_probes = getenv("MESHLET_APP_PROBES"),
+	                                         .ready = run_ready,
+	                                         .metrics = run_metrics,
+	                                         .arg = run },
+	                &e);
+	if (run->admin == NULL) {
+		fprintf(stderr, PROG ": %s\n", e.msg);
+		goto out;
+	}
+	if (run_identity(run, &e) < 0) {
+		fprintf(stderr, PROG ": %s\n", e.msg);
 		goto out;
 	}
 	run->limit.max = (uint32_t)run->cfg.max_connections;
@@ -769,19 +787,6 @@ int run_main(int argc, char **argv)
 				goto out;
 			}
 		}
-	}
-	snprintf(admin_listen, sizeof(admin_listen), "0.0.0.0:%lld",
-	         (long long)run->cfg.port_admin);
-	run->admin =
-	    admin_start(&(struct admin_options){ .listen = admin_listen,
-	                                         .app_probes = getenv("MESHLET_APP_PROBES"),
-	                                         .ready = run_ready,
-	                                         .metrics = run_metrics,
-	                                         .arg = run },
-	                &e);
-	if (run->admin == NULL) {
-		fprintf(stderr, PROG ": %s\n", e.msg);
-		goto out;
 	}
 	for (size_t i = 0; i < run->nworkers; i++) {
 		if (pthread_create(&run->workers[i].thread, NULL, run_worker_main,

@@ -337,3 +337,27 @@ def test_certificates_rotate_under_load_without_failures(mesh, tmp_path):
     finally:
         assert server.stop() == 0
         assert client.stop() == 0
+
+
+@pytest.mark.parametrize("env,args,words", [
+    ({"MESHLET_TRUST_DOMAIN": "Bad_TD"}, [], "MESHLET_TRUST_DOMAIN: \"Bad_TD\" is not a valid trust domain"),
+    ({"MESHLET_CA_ADDRESS": "no-port"}, [], "MESHLET_CA_ADDRESS: \"no-port\" must be ADDRESS:PORT"),
+    ({"MESHLET_LOG_LEVEL": "loud"}, [], "MESHLET_LOG_LEVEL: \"loud\" is not one of"),
+    ({}, ["--static", "sideways 127.0.0.1:1 127.0.0.1:2"], "--static: \"sideways 127.0.0.1:1 127.0.0.1:2\" must be"),
+    ({}, ["--static", "originate 127.0.0.1:1 127.0.0.1:2 http://x"], "not a SPIFFE ID"),
+    ({"MESHLET_APP_PROBES": "{\"/app-health/web/livez\": {\"exec\": {}}}"}, [],
+     "MESHLET_APP_PROBES: /app-health/web/livez: expected an httpGet or a tcpSocket"),
+    ({"MESHLET_APP_PROBES": "not json"}, [], "MESHLET_APP_PROBES is not JSON"),
+    ({"MESHLET_POD_NAMESPACE": ""}, [], "MESHLET_POD_NAMESPACE: has no value"),
+])
+def test_bad_settings_are_refused_with_their_source(tmp_path, env, args, words):
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text("identity:\n  mode: files\n  cert_file: /nonexistent.crt\n"
+                   "  key_file: /nonexistent.key\n  bundle_file: /nonexistent.pem\n"
+                   "listeners:\n  capture: false\n")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MESHLET_")}
+    r = subprocess.run([binary("meshlet-proxy"), "run", "--config", str(cfg),
+                        "--admin-port", str(free_port())] + args,
+                       env=dict(base, **env), capture_output=True, text=True, timeout=20)
+    assert r.returncode in (1, 2), r.stderr
+    assert words in r.stderr, r.stderr
