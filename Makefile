@@ -148,6 +148,7 @@ $(BUILD)/tests/unit/proxy/test_identity: | $(BUILD)/bin/meshlet-ca
 # Harnesses that include a program's source file say so here.
 $(BUILD)/fuzz/fuzz_csr: ca/csr.c ca/csr.h
 $(BUILD)/fuzz/fuzz_review: $(wildcard webhook/*.[ch])
+$(BUILD)/fuzz/fuzz_preamble: proxy/preamble.c proxy/preamble.h
 
 fuzz: $(FUZZ_BINS)
 	$(Q)for f in $(FUZZ_BINS); do \

@@ -198,7 +198,8 @@ void cli_daemon_signals(void)
 
 void cli_wait_signal(int tick_ms, void (*tick)(void *arg), void *arg)
 {
-	struct timespec t = { .tv_sec = tick_ms / 1000, .tv_nsec = (long)(tick_ms % 1000) * 1000000 };
+	struct timespec t = { .tv_sec = tick_ms / 1000,
+		              .tv_nsec = (long)(tick_ms % 1000) * 1000000 };
 	sigset_t set;
 	int sig;
 

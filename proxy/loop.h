@@ -26,9 +26,16 @@
 /* Callbacks may also see these, whatever interest was asked for. */
 #define LOOP_ERROR (EPOLLERR | EPOLLHUP)
 
-/* The size of the buffers of loop_buf_get, and how many free ones a loop keeps for reuse. */
-#define LOOP_BUF_SIZE  16384
+/*
+ * The size of the buffers of loop_buf_get (a relay's buffer per direction, taken only while
+ * bytes wait in it), and how many free ones a loop keeps for reuse. Build-time knobs.
+ */
+#ifndef LOOP_BUF_SIZE
+#define LOOP_BUF_SIZE 16384
+#endif
+#ifndef LOOP_BUF_CACHE
 #define LOOP_BUF_CACHE 16
+#endif
 
 struct loop;
 

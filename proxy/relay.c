@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/x509.h>
 
@@ -182,6 +183,37 @@ static SSL *tls_new(SSL_CTX *ctx)
 	return ssl;
 }
 
+/*
+ * SSL_free_buffers of OpenSSL before 3.0.14, 3.1.6, 3.2.2 and 3.3.1 could free the read
+ * buffer under a partly received record (CVE-2024-4741): call it only where it is fixed.
+ */
+static bool tls_can_free_buffers(void)
+{
+	unsigned long v = OpenSSL_version_num(); /* 0xMNN00PP0 */
+	unsigned long major = v >> 28, minor = (v >> 20) & 0xff, patch = (v >> 4) & 0xff;
+
+	if (major != 3)
+		return major > 3;
+	switch (minor) {
+	case 0:
+		return patch >= 14;
+	case 1:
+		return patch >= 6;
+	case 2:
+		return patch >= 2;
+	case 3:
+		return patch >= 1;
+	default:
+		return true;
+	}
+}
+
+void relay_tls_release(SSL *ssl)
+{
+	if (tls_can_free_buffers())
+		(void)SSL_free_buffers(ssl);
+}
+
 /* Why a TLS operation failed, as static text (OpenSSL's tables). */
 const char *relay_tls_reason(SSL *ssl, int sslerr, int rc)
 {
@@ -298,7 +330,7 @@ static int relay_handshake_done(struct relay *r, struct relay_half *h)
 	}
 	/* OpenSSL may hold bytes that arrived with the handshake's last flight. */
 	h->flags |= H_RD_READY | H_WR_READY;
-	SSL_free_buffers(h->ssl);
+	relay_tls_release(h->ssl);
 	h->flags &= (uint16_t)~H_HS_WANTS_WRITE;
 	return 1;
 }

@@ -30,15 +30,22 @@
  *	closed          on_close(stats) once, then the relay is freed after the loop's round
  *
  * Bytes: per direction one buffer of LOOP_BUF_SIZE bytes, taken from the loop when a read
- * is about to happen and given back as soon as it is empty, so an idle relay holds none
- * (TLS sides use SSL_MODE_RELEASE_BUFFERS: OpenSSL's buffers are also released). A side is
- * not read while the buffer of its direction is full (back-pressure). End of stream on one
- * side shuts the write side of the other (TLS: close_notify, then a TCP FIN) once its
- * buffer is written, and the other direction goes on until it ends too: a client that
- * shuts its write side still receives the whole answer. A reset, or an error, on either
- * side closes both at once; the other side is then reset too (SO_LINGER 0), so that a
- * truncated stream never looks like a complete one. TLS sides that end without close_notify
- * count as a reset.
+ * is about to happen and given back as soon as it is empty, so an idle relay holds none;
+ * TLS sides release OpenSSL's record buffers too (SSL_MODE_RELEASE_BUFFERS, and
+ * SSL_free_buffers after a read that found nothing). A side is not read while the buffer of
+ * its direction is full (back-pressure). The end of the stream on one side shuts the write
+ * side of the other (TLS: close_notify, then a TCP FIN) once its buffer is written, and the
+ * other direction goes on until it ends too: a client that shuts its write side still
+ * receives the whole answer. A reset or an error on either side closes both at once, and
+ * the other side is reset too (SO_LINGER 0), so that a truncated stream never looks like a
+ * complete one. A TLS side that ends without close_notify counts as a reset (truncation).
+ *
+ * TLS contexts are the caller's: verification (SSL_VERIFY_PEER, the trust bundle), minimum
+ * version, ALPN, session tickets. A server context that verifies clients needs
+ * SSL_CTX_set_session_id_context, or OpenSSL refuses every resumed session; a client
+ * reuses sessions when the caller sets one on relay_ssl(r, RELAY_UP) after
+ * relay_set_upstream. The peer identity of a resumed session is that of its first
+ * handshake, as OpenSSL keeps it.
  *
  * Hooks run on the loop's thread and must not block. They must not call relay_close (they
  * return an error instead); relay_set_upstream and the getters are what they may call.
@@ -50,11 +57,11 @@ enum relay_side { RELAY_DOWN, RELAY_UP };
 
 enum relay_result {
 	RELAY_OK,               /* both directions ended cleanly */
-	RELAY_CONNECT_FAILED,   /* no upstream could be connected (stats.error says why) */
+	RELAY_CONNECT_FAILED,   /* no upstream connected: stats.error, -ETIMEDOUT for a timeout */
 	RELAY_HANDSHAKE_FAILED, /* TLS handshake or tunnel preamble failed (stats.reason) */
-	RELAY_DENIED,           /* a hook refused, or the connection limit was reached */
-	RELAY_TIMEOUT,          /* stats.reason: "connect", "handshake" or "idle" */
-	RELAY_RESET,            /* a side reset, or an I/O error (stats.error) */
+	RELAY_DENIED,           /* a hook refused (stats.error is its code), or no upstream */
+	RELAY_TIMEOUT,          /* stats.reason: "handshake" (with the preamble) or "idle" */
+	RELAY_RESET,            /* a side reset, or an I/O error (stats.error, stats.reason) */
 	RELAY_CLOSED,           /* closed by relay_close (shutdown, drain timeout) */
 	RELAY_RESULT_COUNT_
 };
@@ -98,7 +105,8 @@ struct relay;
 /*
  * The connection limit of a process, shared by every relay of every loop (atomics). Set
  * max (0: no limit); active and refused are counters for metrics, and active also tells a
- * draining process when every connection has ended.
+ * draining process when every connection has ended. A refused connection is closed by
+ * relay_new and has no relay, hence no on_close: count it from refused.
  */
 struct relay_limit {
 	uint32_t max;

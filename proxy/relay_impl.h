@@ -104,6 +104,9 @@ void relay_advance(struct relay *r);
 const char *relay_tls_reason(SSL *ssl, int sslerr, int rc);
 int relay_tls_error(int sslerr);
 
+/* Frees OpenSSL's record buffers of an idle connection (a no-op while they hold data). */
+void relay_tls_release(SSL *ssl);
+
 /* relay_pump.c */
 
 /*

@@ -90,10 +90,10 @@ int relay_pump_read(struct relay *r, struct relay_half *h)
 			relay_pump_drop_buf(r, h);
 			/*
 			 * A read that found nothing leaves OpenSSL's 17 KiB record buffer
-			 * allocated (RELEASE_BUFFERS frees it only after a record): free it,
-			 * so that an idle connection holds none. A no-op when busy.
+			 * allocated (RELEASE_BUFFERS frees it only after a whole record):
+			 * free it, so that an idle connection holds none.
 			 */
-			SSL_free_buffers(h->ssl);
+			relay_tls_release(h->ssl);
 			return 0;
 		case SSL_ERROR_WANT_WRITE:
 			h->flags = (uint16_t)((h->flags | H_READ_WANTS_WRITE) & ~H_RD_READY);

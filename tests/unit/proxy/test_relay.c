@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1347,14 +1348,87 @@ static void test_emfile_pause(void **state)
 static void test_original_dst(void **state)
 {
 	struct srv *s = srv_start(SRV_ECHO, 0);
+	struct sockaddr_in6 six = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
 	struct sockaddr_storage ss;
-	int fd = client_connect(s->port);
+	socklen_t len = sizeof(six);
+	int fd = client_connect(s->port), lfd, c;
 
 	(void)state;
 	/* Not redirected by iptables: no NAT entry to read. */
 	assert_int_equal(listener_original_dst(fd, &ss), -ENOENT);
 	close(fd);
 	srv_stop(s);
+	/* The same on IPv6, when the host has ::1. */
+	lfd = listener_socket((struct sockaddr *)&six, sizeof(six), 0, 0);
+	if (lfd < 0)
+		skip();
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&six, &len), 0);
+	fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&six, sizeof(six)), 0);
+	c = accept(lfd, NULL, NULL);
+	assert_true(c >= 0);
+	assert_int_equal(listener_original_dst(c, &ss), -ENOENT);
+	close(c);
+	close(fd);
+	close(lfd);
+}
+
+/* Misuse of the API: clear errors, and on_close still runs once. */
+static int api_closed;
+static struct relay_stats api_stats;
+
+static void api_on_close(struct relay *r, const struct relay_stats *st)
+{
+	(void)r;
+	api_closed++;
+	api_stats = *st;
+}
+
+static void test_api_errors(void **state)
+{
+	struct relay_config cfg = { .on_close = api_on_close };
+	struct sockaddr_in sin = loopback(9);
+	struct sockaddr_storage ss;
+	struct sockaddr_un un = { .sun_family = AF_UNIX };
+	struct preamble bad = { .port = 0 };
+	struct loop *loop;
+	struct relay *r;
+	int sv[2], err = 0;
+
+	(void)state;
+	loop = loop_new(&err);
+	assert_non_null(loop);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	r = relay_new(loop, &cfg, sv[0], NULL, NULL, 0, &cfg, &err);
+	assert_non_null(r);
+	assert_ptr_equal(relay_data(r), &cfg);
+	assert_ptr_equal(relay_loop(r), loop);
+	assert_int_equal(relay_fd(r, RELAY_DOWN), sv[0]);
+	assert_int_equal(relay_fd(r, RELAY_UP), -1);
+	assert_null(relay_ssl(r, RELAY_DOWN));
+	relay_source(r, &ss);
+	assert_int_equal(ss.ss_family, AF_UNSPEC);
+	assert_int_equal(relay_set_upstream(r, (struct sockaddr *)&un, sizeof(un), NULL, NULL),
+	                 -EINVAL);
+	assert_int_equal(relay_set_upstream(r, NULL, 0, NULL, NULL), -EINVAL);
+	assert_int_equal(relay_set_upstream(r, (struct sockaddr *)&sin, sizeof(sin), NULL, &bad),
+	                 -EINVAL);
+	assert_int_equal(relay_buffered(r), 0);
+	/* No upstream and no preamble to learn one from: closed at once. */
+	relay_start(r);
+	assert_int_equal(api_closed, 1);
+	assert_int_equal(api_stats.result, RELAY_DENIED);
+	assert_int_equal(api_stats.error, -EDESTADDRREQ);
+	assert_int_equal(relay_fd(r, RELAY_DOWN), -1);
+	assert_int_equal(relay_set_upstream(r, (struct sockaddr *)&sin, sizeof(sin), NULL, NULL),
+	                 -EBUSY);
+	relay_close(r, RELAY_CLOSED); /* closed already: nothing happens */
+	assert_int_equal(api_closed, 1);
+	close(sv[1]);
+	loop_free(loop); /* frees the relay */
+	assert_true(relay_size() > 0 && relay_size() <= 256);
+	assert_string_equal(relay_result_names[RELAY_HANDSHAKE_FAILED], "handshake_failed");
+	assert_null(relay_result_names[RELAY_RESULT_COUNT_]);
 }
 
 /* TLS */
@@ -1711,6 +1785,7 @@ int main(void)
 		cmocka_unit_test(test_connection_limit),
 		cmocka_unit_test(test_emfile_pause),
 		cmocka_unit_test(test_original_dst),
+		cmocka_unit_test(test_api_errors),
 		cmocka_unit_test(test_tls_terminate),
 		cmocka_unit_test(test_tls_originate),
 		cmocka_unit_test(test_chain),
