@@ -31,6 +31,8 @@
 #define RUN_MAX_WORKERS 64
 /* Destinations remembered as having no sidecar, per worker. */
 #define RUN_FALLBACK_SLOTS 1024
+/* TLS sessions kept for resumption, one per upstream address, per worker. */
+#define RUN_SESSION_SLOTS 256
 
 enum run_kind { RUN_OUTBOUND, RUN_INBOUND, RUN_TUNNEL, RUN_ORIGINATE, RUN_TERMINATE, RUN_KINDS };
 static const char *const run_kind_names[] = { "outbound",  "inbound",   "tunnel",
@@ -92,11 +94,25 @@ struct run_conn {
 	bool mtls;
 	bool fell_back;
 	struct sockaddr_storage orig; /* outbound: the original destination */
+	struct sockaddr_storage up;   /* the upstream a TLS session is for */
 };
+
+/* The SSL ex_data index that points an upstream TLS connection at its struct run_conn. */
+static int run_conn_index = -1;
 
 struct run_fallback {
 	struct sockaddr_storage addr;
 	uint64_t until_ms;
+};
+
+/*
+ * A session ticket from an upstream proxy, to resume the next connection to the same
+ * address: a resumed TLS 1.3 handshake skips both certificates' parsing and checks and
+ * both signatures, most of what a new connection costs.
+ */
+struct run_session {
+	struct sockaddr_storage addr;
+	SSL_SESSION *sess;
 };
 
 /* One listening socket of a worker, and what its connections are. */
@@ -115,6 +131,7 @@ struct run_worker {
 	struct run_listen listens[3 + RUN_MAX_STATIC];
 	size_t nlistens;
 	struct run_fallback fallback[RUN_FALLBACK_SLOTS];
+	struct run_session sessions[RUN_SESSION_SLOTS];
 };
 
 struct run {
@@ -200,6 +217,55 @@ static void run_addr_text(const struct sockaddr_storage *ss, char *buf, size_t s
 	snprintf(buf, size, ss->ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host, run_port_of(ss));
 }
 
+/* A slot for an address (IP and port) among n. */
+static size_t run_addr_slot(const struct sockaddr_storage *a, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)a;
+	size_t len = run_len(a);
+	uint32_t h = 2166136261u;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ p[i]) * 16777619u;
+	return h % n;
+}
+
+static bool run_same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	return a->ss_family == b->ss_family && memcmp(a, b, run_len(a)) == 0;
+}
+
+/* creds calls this with each session an upstream gives us: keep it for its address. */
+static int run_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+	struct run_conn *c = SSL_get_ex_data(ssl, run_conn_index);
+	struct run_session *slot;
+
+	if (c == NULL || c->up.ss_family == AF_UNSPEC)
+		return 0;
+	slot = &c->w->sessions[run_addr_slot(&c->up, RUN_SESSION_SLOTS)];
+	SSL_SESSION_free(slot->sess);
+	slot->addr = c->up;
+	slot->sess = sess;
+	return 1;
+}
+
+/* Offers the session kept for the upstream of c, when there is a fresh one. */
+static void run_resume(struct relay *r, struct run_conn *c, const struct sockaddr_storage *up)
+{
+	SSL *ssl = relay_ssl(r, RELAY_UP);
+	struct run_session *slot = &c->w->sessions[run_addr_slot(up, RUN_SESSION_SLOTS)];
+
+	if (ssl == NULL)
+		return;
+	c->up = *up;
+	SSL_set_ex_data(ssl, run_conn_index, c);
+	if (slot->sess != NULL && run_same_addr(&slot->addr, up) &&
+	    SSL_SESSION_is_resumable(slot->sess) &&
+	    (time_t)(SSL_SESSION_get_time(slot->sess) + SSL_SESSION_get_timeout(slot->sess)) >
+	        time(NULL))
+		creds_resume(ssl, slot->sess);
+}
+
 /* The remembered "no sidecar here" answer for a destination IP, if still fresh. */
 static struct run_fallback *run_fallback_slot(struct run_worker *w,
                                               const struct sockaddr_storage *dst)
@@ -282,6 +348,10 @@ static int run_on_upstream_failed(struct relay *r, int err)
 static void run_on_close(struct relay *r, const struct relay_stats *st)
 {
 	struct run_conn *c = relay_data(r);
+	SSL *up_ssl = relay_ssl(r, RELAY_UP);
+
+	if (up_ssl != NULL)
+		SSL_set_ex_data(up_ssl, run_conn_index, NULL);
 	char src[64], dst[64];
 
 	metrics_inc(&run_results, st->result);
@@ -311,6 +381,7 @@ static void run_on_close(struct relay *r, const struct relay_stats *st)
 		         LOG_STR("peer", st->down_id != NULL ? st->down_id : st->up_id),
 		         LOG_INT("bytes_up", st->bytes_up), LOG_INT("bytes_down", st->bytes_down),
 		         LOG_INT("duration_ms", st->duration_ms),
+		         LOG_BOOL("resumed", up_ssl != NULL && SSL_session_reused(up_ssl)),
 		         LOG_STR("result", relay_result_names[st->result]),
 		         LOG_STR("reason", st->reason != NULL ? st->reason : ""));
 	}
@@ -396,6 +467,8 @@ static void run_accept(struct listener *l, int fd, const struct sockaddr *peer, 
 		}
 		err = relay_set_upstream(r, (struct sockaddr *)&dst, run_len(&dst), up,
 		                         up != NULL ? &pre : NULL);
+		if (err == 0 && up != NULL)
+			run_resume(r, c, &dst);
 		break;
 	case RUN_INBOUND:
 		if (listener_original_dst(relay_fd(r, RELAY_DOWN), &dst) < 0)
@@ -409,6 +482,8 @@ static void run_accept(struct listener *l, int fd, const struct sockaddr *peer, 
 		c->mtls = true;
 		err = relay_set_upstream(r, (const struct sockaddr *)&c->st->upstream,
 		                         c->st->upstream_len, up, NULL);
+		if (err == 0)
+			run_resume(r, c, &c->st->upstream);
 		break;
 	case RUN_TERMINATE:
 		err = relay_set_upstream(r, (const struct sockaddr *)&c->st->upstream,
@@ -718,8 +793,10 @@ int run_main(int argc, char **argv)
 	}
 	cli_daemon_signals();
 
-	run->creds = creds_new(
-	    &(struct creds_options){ .trust_domain = run->cfg.trust_domain, .alpn = RUN_ALPN });
+	run_conn_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	run->creds = creds_new(&(struct creds_options){ .trust_domain = run->cfg.trust_domain,
+	                                                .alpn = RUN_ALPN,
+	                                                .client_new_session = run_new_session });
 	if (run->creds == NULL) {
 		fprintf(stderr, PROG ": out of memory\n");
 		goto out;
@@ -813,6 +890,8 @@ out:
 		}
 		for (size_t j = 0; j < w->nlistens; j++)
 			listener_free(w->listens[j].l);
+		for (size_t j = 0; j < RUN_SESSION_SLOTS; j++)
+			SSL_SESSION_free(w->sessions[j].sess);
 		loop_free(w->loop);
 	}
 	admin_stop(run->admin);

@@ -181,6 +181,20 @@ def test_http_through_the_pair(mesh):
     assert cli["peer"] == "spiffe://example.org/ns/default/sa/server" and cli["result"] == "ok"
 
 
+def test_later_connections_resume_the_tls_session(mesh):
+    """The client proxy keeps the server proxy's session ticket and resumes with it."""
+    import urllib.request
+    for i in range(3):
+        with urllib.request.urlopen(f"http://127.0.0.1:{mesh['ports']['a_http']}/s{i}",
+                                    timeout=5) as r:
+            assert r.status == 200
+    assert wait_for(lambda: len([l for l in mesh["client"].log()
+                                 if l["msg"] == "connection"]) >= 3)
+    lines = [l for l in mesh["client"].log() if l["msg"] == "connection"]
+    assert any(l["resumed"] for l in lines[-2:]), lines[-3:]
+    assert all(l["peer"] == "spiffe://example.org/ns/default/sa/server" for l in lines[-3:])
+
+
 def test_one_gib_byte_for_byte_and_half_close(mesh):
     """The client shuts down its write side and still gets the whole answer."""
     h = hashlib.sha256()
