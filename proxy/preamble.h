@@ -14,7 +14,8 @@
  * A meshed pod's proxy that opens mutual TLS to a peer's tunnel port (15008) sends this
  * header as the first bytes of the TLS stream, right after the handshake and before any
  * byte of the application. It names the port the application dialled, which the tunnel
- * port cannot tell: the server proxy forwards the stream to 127.0.0.1:<port>. Nothing
+ * port cannot tell: the server proxy forwards the stream to that port on its pod's own
+ * address (the one the tunnel connection came to). Nothing
  * comes back: the server proxy answers by relaying, or by closing the connection.
  *
  *	offset  size  field
