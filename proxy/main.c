@@ -3,6 +3,7 @@
 #include "meshlet/cli.h"
 
 #include "capture.h"
+#include "policy_cmd.h"
 #include "run.h"
 #include "settings.h"
 
@@ -14,6 +15,7 @@ static const char usage[] =
     "Commands (each has --help):\n"
     "  init    write the pod's iptables rules that capture its TCP for the proxy\n"
     "  run     the sidecar: identity, mutual TLS between proxies, traffic capture\n"
+    "  policy  check policy files, or explain what they decide (check, explain)\n"
     "\n"
     "Options:\n"
     "  --check-config FILE  parse and validate a configuration file, print\n"
@@ -28,6 +30,7 @@ int main(int argc, char **argv)
 	static const struct cli_command commands[] = {
 		{ "init", capture_main },
 		{ "run", run_main },
+		{ "policy", policy_cmd_main },
 		{ NULL, NULL },
 	};
 	static const struct cli_program program = {

@@ -86,6 +86,7 @@ static void relay_free_task(struct loop *loop, struct loop_task *t)
 	struct relay *r = container_of(t, struct relay, task);
 
 	(void)loop;
+	relay_http_free(r);
 	free(r);
 }
 
@@ -105,7 +106,7 @@ static void half_release(struct relay *r, struct relay_half *h, bool rst)
 	h->ssl = NULL;
 	loop_buf_put(r->loop, h->buf);
 	h->buf = NULL;
-	h->start = h->end = 0;
+	h->start = h->end = h->gate = 0;
 	free(h->peer_id);
 	h->peer_id = NULL;
 }
@@ -709,6 +710,11 @@ void relay_start(struct relay *r)
 	if (r->state != R_CONNECT)
 		relay_arm(r, r->cfg->handshake_timeout_ms);
 	relay_advance(r);
+}
+
+const char *relay_peer_id(const struct relay *r, enum relay_side side)
+{
+	return side == RELAY_DOWN ? r->down.peer_id : r->up.peer_id;
 }
 
 void *relay_data(const struct relay *r)

@@ -11,6 +11,7 @@
 #include <openssl/ssl.h>
 
 #include "meshlet/spiffe.h"
+#include "httpflow.h"
 #include "loop.h"
 #include "preamble.h"
 
@@ -185,6 +186,18 @@ void relay_start(struct relay *r);
 
 /* relay_close - close now with result (e.g. RELAY_CLOSED); on_close runs. Not from hooks. */
 void relay_close(struct relay *r, enum relay_result result);
+
+/*
+ * relay_http_set - follow the connection as HTTP/1.1 to the application (httpflow.h):
+ * decide(arg, head) is called for each request head, on the loop's thread; a denied
+ * request is answered with 403 by the relay, a malformed one with its 4xx/5xx status,
+ * and the application never sees either. Call before relay_start, or from on_preamble
+ * or on_handshake. Returns 0, -EBUSY (already set) or -ENOMEM.
+ */
+int relay_http_set(struct relay *r, httpflow_decide_fn decide, void *arg, size_t head_limit);
+
+/* relay_peer_id - the verified SPIFFE ID of a side's TLS peer, or NULL. */
+const char *relay_peer_id(const struct relay *r, enum relay_side side);
 
 /* relay_data - the caller's pointer given to relay_new. */
 void *relay_data(const struct relay *r);

@@ -62,6 +62,7 @@ struct relay_half {
 	int fd;
 	uint16_t flags;
 	uint32_t start, end;
+	uint32_t gate; /* with HTTP: bytes before gate may be written, the rest wait for the flow */
 	char *buf;
 	SSL *ssl;
 	uint64_t written; /* bytes written to this side */
@@ -79,7 +80,16 @@ struct relay {
 	uint8_t state, flags, pre_len, attempts;
 	uint16_t preamble_port;
 	struct relay_addr src, dst;
+	struct httpflow *http; /* HTTP/1.1 followed request by request, or NULL */
 };
+
+/* Bytes of h's buffer that may be written to the other side now. */
+static inline uint32_t relay_ready(const struct relay *r, const struct relay_half *h)
+{
+	if (h->buf == NULL)
+		return 0;
+	return (r->http != NULL ? h->gate : h->end) - h->start;
+}
 
 static inline struct relay_half *relay_other(struct relay *r, struct relay_half *h)
 {
@@ -106,6 +116,18 @@ int relay_tls_error(int sslerr);
 
 /* Frees OpenSSL's record buffers of an idle connection (a no-op while they hold data). */
 void relay_tls_release(SSL *ssl);
+
+/* relay_http.c */
+
+/*
+ * relay_http_run - let the flow look at what both directions read and it has not seen:
+ * moves gates, drops bytes, queues its replies. Returns 1 when something changed, 0 when
+ * not, -1 when the relay was closed.
+ */
+int relay_http_run(struct relay *r);
+
+/* relay_http_free - the flow's memory, when the relay goes. */
+void relay_http_free(struct relay *r);
 
 /* relay_pump.c */
 

@@ -33,7 +33,7 @@ void relay_pump_drop_buf(struct relay *r, struct relay_half *h)
 	if (h->buf != NULL && h->start == h->end) {
 		loop_buf_put(r->loop, h->buf);
 		h->buf = NULL;
-		h->start = h->end = 0;
+		h->start = h->end = h->gate = 0;
 	}
 }
 
@@ -60,12 +60,13 @@ int relay_pump_read(struct relay *r, struct relay_half *h)
 			half_fail(r, h, -ENOMEM, NULL);
 			return -1;
 		}
-		h->start = h->end = 0;
+		h->start = h->end = h->gate = 0;
 	} else if (h->end >= limit) {
 		if (h->start == 0)
 			return 0; /* full: the other side must take some first */
 		memmove(h->buf, h->buf + h->start, h->end - h->start);
 		h->end -= h->start;
+		h->gate -= h->start;
 		h->start = 0;
 	}
 	want = limit - h->end;
@@ -139,9 +140,9 @@ static int half_write(struct relay *r, struct relay_half *h)
 	size_t len;
 	ssize_t n;
 
-	if (s->buf == NULL || s->start == s->end || !(h->flags & H_WR_READY))
+	len = relay_ready(r, s);
+	if (len == 0 || !(h->flags & H_WR_READY))
 		return 0;
-	len = s->end - s->start;
 	if (h->ssl != NULL) {
 		int rc, e;
 
@@ -237,7 +238,7 @@ static uint32_t half_interest(const struct relay *r, const struct relay_half *h)
 	if (half_may_read(r, h) && half_has_room(r, h))
 		ev |= (h->flags & H_READ_WANTS_WRITE) ? LOOP_WRITE : LOOP_READ;
 	if (r->state == R_RELAY && !(h->flags & H_WR_SHUT) &&
-	    (o->buf != NULL || (o->flags & H_RD_EOF)))
+	    (relay_ready(r, o) > 0 || ((o->flags & H_RD_EOF) && o->buf == NULL)))
 		ev |= (h->flags & H_WRITE_WANTS_READ) ? LOOP_READ : LOOP_WRITE;
 	return ev;
 }
@@ -281,6 +282,12 @@ void relay_pump(struct relay *r)
 
 			if (half_may_read(r, h)) {
 				rc = relay_pump_read(r, h);
+				if (rc < 0)
+					return;
+				progress |= rc;
+			}
+			if (r->http != NULL) {
+				rc = relay_http_run(r);
 				if (rc < 0)
 					return;
 				progress |= rc;

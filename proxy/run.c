@@ -17,6 +17,7 @@
 #include "meshlet/x509.h"
 
 #include "admin.h"
+#include "authz.h"
 #include "capture.h"
 #include "creds.h"
 #include "identity.h"
@@ -66,6 +67,11 @@ static struct metrics_counter run_handshake_failures =
 static struct metrics_counter run_denials =
     METRICS_COUNTER("meshlet_proxy_authorization_denials_total",
                     "Connections refused by authorization.", NULL, NULL);
+static const char *const run_decision_names[] = { "allow", "deny", NULL };
+static struct metrics_counter run_policy_checks = METRICS_COUNTER(
+    "meshlet_proxy_policy_checks_total",
+    "Policy decisions on connections (TCP ports) and requests (HTTP ports), by decision.",
+    "decision", run_decision_names);
 static struct metrics_counter run_fallbacks = METRICS_COUNTER(
     "meshlet_proxy_plain_fallbacks_total",
     "Outbound connections that fell back to plain TCP: the destination had no sidecar.", NULL,
@@ -89,7 +95,11 @@ struct run;
 /* What a relay carries for us: which listener made it, and what it was sent to. */
 struct run_conn {
 	struct run_worker *w;
+	struct relay *r;
 	enum run_kind kind;
+	uint16_t app_port;   /* server side: the application's port, for policy */
+	int rule;            /* the rule of policy that allowed the connection, or -1 */
+	char policy[128];    /* the policy that decided the connection (TCP ports), or "" */
 	const struct run_static *st;
 	bool mtls;
 	bool fell_back;
@@ -136,6 +146,7 @@ struct run_worker {
 
 struct run {
 	struct settings cfg;
+	struct authz *authz;
 	struct creds *creds;
 	struct identity *identity;
 	struct admin *admin;
@@ -293,6 +304,103 @@ static bool run_same_ip(const struct sockaddr_storage *a, const struct sockaddr_
 	              &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
 }
 
+/* The peer's SPIFFE ID as policies name principals: without "spiffe://". */
+static const char *run_principal(struct relay *r)
+{
+	const char *id = relay_peer_id(r, RELAY_DOWN);
+
+	return id != NULL && strncmp(id, "spiffe://", 9) == 0 ? id + 9 : id;
+}
+
+/* One HTTP request on an HTTP port: the policy's decision, logged when asked. */
+static bool run_decide_http(void *arg, const struct http1_request *h)
+{
+	struct run_conn *c = arg;
+	struct run *run = c->w->run;
+	struct sockaddr_storage src;
+	struct policy_set *set = authz_current(run->authz);
+	struct policy_decision d;
+	char name[128], method[32], path[512], host[256];
+
+	relay_source(c->r, &src);
+	policy_decide(set, authz_workload(run->authz),
+	              &(struct policy_request){ .principal = run_principal(c->r),
+	                                        .source = src.ss_family != AF_UNSPEC
+	                                                      ? (struct sockaddr *)&src
+	                                                      : NULL,
+	                                        .port = c->app_port,
+	                                        .http = h },
+	              &d);
+	if (!d.allow)
+		metrics_inc(&run_policy_checks, 1);
+	else
+		metrics_inc(&run_policy_checks, 0);
+	if (run->cfg.access_log || d.audit != NULL) {
+		snprintf(method, sizeof(method), "%.*s", (int)h->method.len, h->method.p);
+		snprintf(path, sizeof(path), "%.*s", (int)h->target.len, h->target.p);
+		snprintf(host, sizeof(host), "%.*s", (int)h->host.len, h->host.p);
+	}
+	if (d.audit != NULL)
+		log_info("policy audit",
+		         LOG_STR("policy", authz_policy_name(d.audit, name, sizeof(name))),
+		         LOG_INT("rule", d.audit_rule),
+		         LOG_STR("peer", relay_peer_id(c->r, RELAY_DOWN)),
+		         LOG_INT("port", c->app_port), LOG_STR("method", method),
+		         LOG_STR("path", path), LOG_BOOL("allowed", d.allow));
+	if (run->cfg.access_log)
+		log_info("request", LOG_STR("listener", run_kind_names[c->kind]),
+		         LOG_STR("peer", relay_peer_id(c->r, RELAY_DOWN)),
+		         LOG_INT("port", c->app_port), LOG_STR("method", method),
+		         LOG_STR("path", path), LOG_STR("host", host),
+		         LOG_STR("decision", d.allow ? "allow" : "deny"),
+		         LOG_STR("policy", authz_policy_name(d.policy, name, sizeof(name))),
+		         LOG_INT("rule", d.rule), LOG_STR("why", d.why));
+	policy_set_unref(set);
+	return d.allow;
+}
+
+/*
+ * Policy for a connection to the application's port: per request on HTTP ports (the
+ * relay follows HTTP), else decided now, with what TCP shows. Returns 0 or -EACCES.
+ */
+static int run_authorize(struct relay *r, struct run_conn *c, uint16_t port)
+{
+	struct run *run = c->w->run;
+	struct sockaddr_storage src;
+	struct policy_set *set;
+	struct policy_decision d;
+	char name[128];
+
+	c->app_port = port;
+	if (authz_is_http(run->authz, port))
+		return relay_http_set(r, run_decide_http, c, authz_head_limit(run->authz));
+	relay_source(r, &src);
+	set = authz_current(run->authz);
+	policy_decide(set, authz_workload(run->authz),
+	              &(struct policy_request){ .principal = run_principal(r),
+	                                        .source = src.ss_family != AF_UNSPEC
+	                                                      ? (struct sockaddr *)&src
+	                                                      : NULL,
+	                                        .port = port },
+	              &d);
+	if (d.audit != NULL)
+		log_info("policy audit",
+		         LOG_STR("policy", authz_policy_name(d.audit, name, sizeof(name))),
+		         LOG_INT("rule", d.audit_rule), LOG_STR("peer", relay_peer_id(r, RELAY_DOWN)),
+		         LOG_INT("port", port), LOG_BOOL("allowed", d.allow));
+	snprintf(c->policy, sizeof(c->policy), "%s",
+	         d.policy != NULL ? authz_policy_name(d.policy, name, sizeof(name)) : "");
+	c->rule = d.rule;
+	metrics_inc(&run_policy_checks, d.allow ? 0 : 1);
+	if (!d.allow)
+		log_warnx("connection denied by policy", LOG_STR("listener", run_kind_names[c->kind]),
+		          LOG_STR("peer", relay_peer_id(r, RELAY_DOWN)), LOG_INT("port", port),
+		          LOG_STR("policy", c->policy[0] != '\0' ? c->policy : NULL),
+		          LOG_INT("rule", d.rule), LOG_STR("why", d.why));
+	policy_set_unref(set);
+	return d.allow ? 0 : -EACCES;
+}
+
 /*
  * Authorization hook: a TLS peer must have a verified SPIFFE ID of our trust domain, and a
  * static originate listener's upstream must be the ID it names.
@@ -309,6 +417,9 @@ static int run_on_handshake(struct relay *r, const struct relay_peer *peer)
 		          LOG_STR("peer", peer->id_text != NULL ? peer->id_text : "(none)"));
 		return -EACCES;
 	}
+	/* A static terminate listener: the application's port is its upstream's. */
+	if (peer->side == RELAY_DOWN && c->kind == RUN_TERMINATE)
+		return run_authorize(r, c, run_port_of(&c->st->upstream));
 	return 0;
 }
 
@@ -321,6 +432,8 @@ static int run_on_preamble(struct relay *r, const struct preamble *p)
 	/* The address the tunnel connection came to is this pod's own address. */
 	if (getsockname(relay_fd(r, RELAY_DOWN), (struct sockaddr *)&local, &len) < 0)
 		return -errno;
+	if (run_authorize(r, relay_data(r), p->port) < 0)
+		return -EACCES;
 	run_set_port(&local, p->port);
 	return relay_set_upstream(r, (struct sockaddr *)&local, run_len(&local), NULL, NULL);
 }
@@ -382,6 +495,8 @@ static void run_on_close(struct relay *r, const struct relay_stats *st)
 		         LOG_INT("bytes_up", st->bytes_up), LOG_INT("bytes_down", st->bytes_down),
 		         LOG_INT("duration_ms", st->duration_ms),
 		         LOG_BOOL("resumed", up_ssl != NULL && SSL_session_reused(up_ssl)),
+		         LOG_STR("policy", c->policy[0] != '\0' ? c->policy : NULL),
+		         LOG_INT("rule", c->rule),
 		         LOG_STR("result", relay_result_names[st->result]),
 		         LOG_STR("reason", st->reason != NULL ? st->reason : ""));
 	}
@@ -420,8 +535,13 @@ static void run_accept(struct listener *l, int fd, const struct sockaddr *peer, 
 		c->mtls = true;
 		flags = c->kind == RUN_TUNNEL ? RELAY_READ_PREAMBLE : 0;
 		break;
-	case RUN_INBOUND:
-		if (run->cfg.mtls_mode == SETTINGS_MTLS_STRICT) {
+	case RUN_INBOUND: {
+		char by[128], reason[192];
+
+		if (listener_original_dst(fd, &dst) < 0)
+			goto refuse;
+		if (authz_mtls(run->authz, run_port_of(&dst), by, sizeof(by)) ==
+		    SETTINGS_MTLS_STRICT) {
 			char src[64];
 
 			metrics_inc(&run_strict_refusals, 0);
@@ -431,23 +551,28 @@ static void run_accept(struct listener *l, int fd, const struct sockaddr *peer, 
 				if (peer != NULL)
 					memcpy(&ss, peer, plen < sizeof(ss) ? plen : sizeof(ss));
 				run_addr_text(&ss, src, sizeof(src));
+				snprintf(reason, sizeof(reason), "mTLS is STRICT (%s)",
+				         by[0] != '\0' ? by : "mtls.mode");
 				log_info("connection", LOG_STR("listener", "inbound"),
 				         LOG_STR("mode", "plain"), LOG_STR("source", src),
-				         LOG_STR("result", "denied"),
-				         LOG_STR("reason", "mtls.mode is strict"));
+				         LOG_INT("port", run_port_of(&dst)),
+				         LOG_STR("result", "denied"), LOG_STR("reason", reason));
 			}
 			goto refuse;
 		}
 		break;
+	}
 	default:
 		break;
 	}
+	c->rule = -1;
 	r = relay_new(w->loop, &run->relay_cfg, fd, peer, down, flags, c, &err);
 	SSL_CTX_free(down);
 	if (r == NULL) {
 		free(c);
 		return;
 	}
+	c->r = r;
 	switch (c->kind) {
 	case RUN_OUTBOUND:
 		if (listener_original_dst(relay_fd(r, RELAY_DOWN), &c->orig) < 0)
@@ -471,9 +596,10 @@ static void run_accept(struct listener *l, int fd, const struct sockaddr *peer, 
 			run_resume(r, c, &dst);
 		break;
 	case RUN_INBOUND:
-		if (listener_original_dst(relay_fd(r, RELAY_DOWN), &dst) < 0)
-			goto close;
-		err = relay_set_upstream(r, (struct sockaddr *)&dst, run_len(&dst), NULL, NULL);
+		err = run_authorize(r, c, run_port_of(&dst));
+		if (err == 0)
+			err = relay_set_upstream(r, (struct sockaddr *)&dst, run_len(&dst), NULL,
+			                         NULL);
 		break;
 	case RUN_ORIGINATE:
 		up = creds_client_ctx(run->creds);
@@ -614,6 +740,8 @@ static void run_metrics(FILE *f, void *arg)
 	metrics_write_counter(f, &run_denials);
 	metrics_write_counter(f, &run_fallbacks);
 	metrics_write_counter(f, &run_strict_refusals);
+	metrics_write_counter(f, &run_policy_checks);
+	authz_metrics(run->authz, f);
 	metrics_write_gauge(f, "meshlet_proxy_active_connections", "Connections open now.",
 	                    (double)atomic_load(&run->limit.active));
 	metrics_write_gauge(f, "meshlet_proxy_refused_connections",
@@ -791,6 +919,11 @@ int run_main(int argc, char **argv)
 		fprintf(stderr, PROG ": %s\n", e.msg);
 		goto out;
 	}
+	run->authz = authz_new(&run->cfg, &e);
+	if (run->authz == NULL) {
+		fprintf(stderr, PROG ": %s\n", e.msg);
+		goto out;
+	}
 	cli_daemon_signals();
 
 	run_conn_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
@@ -897,6 +1030,7 @@ out:
 	admin_stop(run->admin);
 	identity_stop(run->identity);
 	creds_free(run->creds);
+	authz_free(run->authz);
 	config_free(&settings_schema, &run->cfg);
 	free(run);
 	return status;

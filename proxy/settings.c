@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* meshlet-proxy's configuration table and the rules that span its keys. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "meshlet/spiffe.h"
@@ -42,6 +43,26 @@ static bool settings_valid_cidrs(const char *value, char *why, size_t why_size)
 	if (capture_parse_cidrs("", value, true, &cidrs, &e) < 0) {
 		snprintf(why, why_size, "%s", e.msg);
 		return false;
+	}
+	return true;
+}
+
+/* "80,8080": ports, comma-separated. */
+static bool settings_valid_ports(const char *value, char *why, size_t why_size)
+{
+	const char *p = value;
+	int n = 0;
+
+	while (*p != '\0') {
+		char *end;
+		long v = strtol(p, &end, 10);
+
+		if (end == p || v < 1 || v > 65535 || (*end != ',' && *end != '\0') || ++n > 64) {
+			snprintf(why, why_size, "must be ports from 1 to 65535, comma-separated (at "
+			                        "most 64), like \"80,8080\"");
+			return false;
+		}
+		p = *end == ',' ? end + 1 : end;
 	}
 	return true;
 }
@@ -111,7 +132,21 @@ static const struct config_key settings_keys[] = {
 	                "how long a destination without a sidecar is remembered as one"),
 	CONFIG_DURATION("timeouts.drain", S, drain_timeout, 0, CONFIG_MINUTES(10), "30s",
 	                "after SIGTERM, how long open connections may finish"),
-	CONFIG_BOOL("access_log", S, access_log, "false", "log one JSON line per connection"),
+	CONFIG_BOOL("access_log", S, access_log, "false",
+	            "log one JSON line per connection, and per request on HTTP ports"),
+	CONFIG_STRLIST("policy.paths", S, policy_paths, 4096, NULL, NULL,
+	               "AuthorizationPolicy and PeerAuthentication files, or directories of "
+	               "them (docs/policy.md); none: every connection is allowed"),
+	CONFIG_STRING("policy.labels_file", S, policy_labels_file, 4096, NULL, NULL,
+	              "the pod's labels, as the downward API writes them, for policy "
+	              "selectors"),
+	CONFIG_STRING("policy.http_ports", S, policy_http_ports, 0, NULL, settings_valid_ports,
+	              "application ports that speak HTTP/1.1 (comma-separated): policies are "
+	              "checked per request there, per connection elsewhere"),
+	CONFIG_INT("policy.max_header_bytes", S, policy_max_header_bytes, 1024, 15360, "8192",
+	           "request heads longer than this get 431 on HTTP ports"),
+	CONFIG_DURATION("policy.reload_interval", S, policy_reload_interval, CONFIG_SECONDS(1) / 10,
+	                CONFIG_MINUTES(10), "1s", "how often policy files are checked for changes"),
 	CLI_LOG_KEYS(S),
 	{ .name = NULL },
 };

@@ -41,6 +41,11 @@ struct settings {
 	int64_t fallback_ttl;
 	int64_t drain_timeout;
 	bool access_log;
+	struct config_strlist policy_paths;
+	char *policy_labels_file;
+	char *policy_http_ports;
+	int64_t policy_max_header_bytes;
+	int64_t policy_reload_interval;
 	struct cli_log log;
 };
 

@@ -1,0 +1,337 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Authorization policies in meshlet-proxy on loopback: real proxies with identities from a
+real meshlet-ca, a real HTTP/1.1 application, curl and raw sockets as clients."""
+import http.client
+import http.server
+import json
+import re
+import socket
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from cahelp import CADir, CAServer
+from conftest import binary, run
+from test_proxy_run import Proxy, free_port, wait_for
+
+CLIENT = "example.org/ns/default/sa/client"
+
+
+class App:
+    """An HTTP/1.1 application (keep-alive) that records every request it is given."""
+
+    def __init__(self):
+        self.seen = []
+        seen = self.seen
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def answer(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else b""
+                seen.append((self.command, self.path, body))
+                out = json.dumps({"path": self.path, "body": body.decode()}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            do_GET = do_POST = do_DELETE = answer
+
+        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.http.server_address[1]
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.http.shutdown()
+
+
+def metric(proxy, name):
+    with urllib.request.urlopen(f"http://127.0.0.1:{proxy.admin}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and line[len(name)] in " {":
+            total += float(line.split()[-1])
+    return total
+
+
+POLICY = """\
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: web
+spec:
+  selector:
+    matchLabels:
+      app: web
+  action: ALLOW
+  rules:
+  - from:
+    - source:
+        principals: ["{principal}"]
+    to:
+    - operation:
+        methods: ["GET", "POST"]
+        notPaths: ["/admin/*"]
+---
+apiVersion: security.istio.io/v1beta1
+kind: AuthorizationPolicy
+metadata:
+  name: no-delete
+spec:
+  action: DENY
+  rules:
+  - to:
+    - operation:
+        methods: ["DELETE"]
+"""
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    d = CADir(tmp_path_factory.mktemp("policy"))
+    ca = CAServer(d)
+    tokens = {}
+    for sa in ("client", "server", "other"):
+        tokens[sa] = d.path / f"token-{sa}"
+        tokens[sa].write_text(d.token(sa=sa) + "\n")
+    app = App()
+    policies = d.path / "policies"
+    policies.mkdir()
+    (policies / "web.yaml").write_text(POLICY.replace("{principal}", CLIENT))
+    labels = d.path / "labels"
+    labels.write_text('app="web"\nversion="v1"\n')
+    tcp_policies = d.path / "tcp-policies"
+    tcp_policies.mkdir()
+    (tcp_policies / "deny-other.yaml").write_text(
+        "apiVersion: security.meshlet.io/v1\nkind: AuthorizationPolicy\n"
+        "metadata: {name: deny-other}\nspec:\n  action: DENY\n  rules:\n"
+        "  - from:\n    - source: {principals: [\"example.org/ns/default/sa/other\"]}\n")
+    ca_env = {"MESHLET_CA_ADDRESS": f"localhost:{ca.port}"}
+    ports = {"srv": free_port(), "cli": free_port(), "srv_tcp": free_port(),
+             "cli_tcp": free_port(), "other_tcp": free_port()}
+    server = Proxy(d, "server", f"terminate 127.0.0.1:{ports['srv']} 127.0.0.1:{app.port}",
+                   tokens["server"], ca_env,
+                   config=f"policy:\n  paths: [\"{policies}\"]\n  labels_file: \"{labels}\"\n"
+                          f"  http_ports: \"{app.port}\"\n  reload_interval: 200ms\n")
+    client = Proxy(d, "client", f"originate 127.0.0.1:{ports['cli']} 127.0.0.1:{ports['srv']}",
+                   tokens["client"], ca_env)
+    other = Proxy(d, "other", f"originate 127.0.0.1:{ports['other_tcp']} "
+                  f"127.0.0.1:{ports['srv_tcp']}", tokens["other"], ca_env)
+    server_tcp = Proxy(d, "server", f"terminate 127.0.0.1:{ports['srv_tcp']} "
+                       f"127.0.0.1:{app.port}", tokens["server"], ca_env,
+                       config=f"policy:\n  paths: [\"{tcp_policies}\"]\n")
+    client_tcp = Proxy(d, "client", f"originate 127.0.0.1:{ports['cli_tcp']} "
+                       f"127.0.0.1:{ports['srv_tcp']}", tokens["client"], ca_env)
+    procs = [server, client, other, server_tcp, client_tcp]
+    for p in procs:
+        assert wait_for(p.ready), p.log_path.read_text()
+    yield {"dir": d, "app": app, "ports": ports, "server": server, "policies": policies,
+           "server_tcp": server_tcp}
+    for p in procs:
+        assert p.stop() == 0, p.log_path.read_text()
+    app.stop()
+    ca.stop()
+
+
+def request(conn, method, path, body=None):
+    conn.request(method, path, body=body)
+    r = conn.getresponse()
+    return r.status, r.read()
+
+
+def test_denied_and_allowed_requests_on_one_connection(pair):
+    conn = http.client.HTTPConnection("127.0.0.1", pair["ports"]["cli"], timeout=5)
+    seen = len(pair["app"].seen)
+    assert request(conn, "GET", "/api/items")[0] == 200
+    status, body = request(conn, "GET", "/admin/users")
+    assert status == 403 and body == b"meshlet: access denied\n"
+    status, body = request(conn, "POST", "/api/items", body=b"x" * 5000)
+    assert status == 200 and json.loads(body)["body"] == "x" * 5000
+    assert request(conn, "DELETE", "/api/items")[0] == 403
+    # A denied request with a body: the body is dropped with it, the next one is fine.
+    assert request(conn, "POST", "/admin/x", body=b"y" * 100000)[0] == 403
+    assert request(conn, "GET", "/api/after")[0] == 200
+    conn.close()
+    paths = [p for _, p, _ in pair["app"].seen[seen:]]
+    assert paths == ["/api/items", "/api/items", "/api/after"]
+    # The access log names the deciding policy of each request.
+    assert wait_for(lambda: any(l.get("msg") == "request" and l.get("path") == "/api/after"
+                                for l in pair["server"].log()))
+    lines = [l for l in pair["server"].log() if l.get("msg") == "request"]
+    deny = [l for l in lines if l["path"] == "/admin/users"][-1]
+    assert deny["decision"] == "deny" and deny["why"] == "no ALLOW policy matched"
+    allow = [l for l in lines if l["path"] == "/api/after"][-1]
+    assert allow["decision"] == "allow" and allow["policy"] == "web" and allow["rule"] == 0
+    assert allow["peer"] == "spiffe://" + CLIENT
+    delete = [l for l in lines if l["method"] == "DELETE"][-1]
+    assert delete["policy"] == "no-delete"
+    assert metric(pair["server"], "meshlet_proxy_policy_decisions_total") > 0
+
+
+def test_pipelined_requests_keep_their_order(pair):
+    with socket.create_connection(("127.0.0.1", pair["ports"]["cli"]), timeout=5) as s:
+        s.sendall(b"GET /one HTTP/1.1\r\nHost: web\r\n\r\n"
+                  b"GET /admin/two HTTP/1.1\r\nHost: web\r\n\r\n"
+                  b"GET /three HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", data)
+    assert statuses == [b"200", b"403", b"200"], data
+    assert data.index(b'"/one"') < data.index(b"access denied") < data.index(b'"/three"')
+
+
+@pytest.mark.parametrize("head,status", [
+    (b"POST /api HTTP/1.1\r\nHost: w\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n"
+     b"\r\n0\r\n\r\n", b"400"),
+    (b"POST /api HTTP/1.1\r\nHost: w\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
+     b"400"),
+    (b"GET /api HTTP/1.1\r\nHost: w\r\nX: a\r\n b\r\n\r\n", b"400"),
+    (b"GET /api HTTP/1.1\nHost: w\n\n", b"400"),
+    (b"GET /api HTTP/1.1\r\nHost: w\r\nX: " + b"a" * 9000 + b"\r\n\r\n", b"431"),
+    (b"POST /api HTTP/1.1\r\nHost: w\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", b"501"),
+])
+def test_smuggling_is_refused_before_the_application(pair, head, status):
+    seen = len(pair["app"].seen)
+    with socket.create_connection(("127.0.0.1", pair["ports"]["cli"]), timeout=5) as s:
+        s.sendall(head)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 " + status), data
+    assert b"connection: close" in data
+    assert len(pair["app"].seen) == seen
+
+
+def test_a_denied_tcp_peer_is_closed(pair):
+    # The client's identity is allowed on the TCP port, the other's is not.
+    conn = http.client.HTTPConnection("127.0.0.1", pair["ports"]["cli_tcp"], timeout=5)
+    assert request(conn, "GET", "/tcp")[0] == 200
+    conn.close()
+    with socket.create_connection(("127.0.0.1", pair["ports"]["other_tcp"]), timeout=5) as s:
+        s.sendall(b"GET /tcp HTTP/1.1\r\nHost: w\r\n\r\n")
+        try:
+            assert s.recv(100) == b""
+        except ConnectionResetError:
+            pass
+    assert wait_for(lambda: any(l.get("msg") == "connection denied by policy"
+                                for l in pair["server_tcp"].log()))
+    line = [l for l in pair["server_tcp"].log() if l.get("msg") == "connection denied by policy"][-1]
+    assert line["policy"] == "deny-other" and line["rule"] == 0
+    assert line["peer"] == "spiffe://example.org/ns/default/sa/other"
+
+
+def test_a_policy_change_applies_to_an_open_connection(pair):
+    server, f = pair["server"], pair["policies"] / "web.yaml"
+    conn = http.client.HTTPConnection("127.0.0.1", pair["ports"]["cli"], timeout=5)
+    assert request(conn, "GET", "/api/before")[0] == 200
+    reloads = metric(server, 'meshlet_proxy_policy_reloads_total{result="ok"}')
+    f.write_text(POLICY.replace("{principal}", CLIENT).replace('"/admin/*"', '"/api/*"'))
+    try:
+        assert wait_for(lambda: metric(
+            server, 'meshlet_proxy_policy_reloads_total{result="ok"}') > reloads)
+        # The same connection: still open, the next request decided by the new policy.
+        assert request(conn, "GET", "/api/after")[0] == 403
+        assert request(conn, "GET", "/admin/now-allowed")[0] == 200
+    finally:
+        f.write_text(POLICY.replace("{principal}", CLIENT))
+        assert wait_for(lambda: metric(
+            server, 'meshlet_proxy_policy_reloads_total{result="ok"}') > reloads + 1)
+    conn.close()
+
+
+def test_a_broken_policy_file_leaves_the_old_one(pair):
+    server, bad = pair["server"], pair["policies"] / "zz-broken.yaml"
+    errors = metric(server, 'meshlet_proxy_policy_reloads_total{result="error"}')
+    bad.write_text("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+                   "metadata: {name: broken}\nspec:\n  action: DENY\n  rules:\n"
+                   "  - to:\n    - operation:\n        ports: [\"99999\"]\n")
+    try:
+        assert wait_for(lambda: metric(
+            server, 'meshlet_proxy_policy_reloads_total{result="error"}') > errors)
+        conn = http.client.HTTPConnection("127.0.0.1", pair["ports"]["cli"], timeout=5)
+        assert request(conn, "GET", "/api/still")[0] == 200
+        assert request(conn, "GET", "/admin/still")[0] == 403
+        conn.close()
+        msgs = [l for l in server.log() if l.get("msg") == "policy refused, the previous one stays"]
+        assert any(f"{bad}:9: spec.rules[0].to[0].operation.ports[0]" in l["error"]
+                   for l in msgs), msgs
+    finally:
+        bad.unlink()
+
+
+def test_a_broken_policy_at_start_stops_the_proxy(tmp_path):
+    bad = tmp_path / "p.yaml"
+    bad.write_text("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+                   "metadata: {name: a}\nspec:\n  action: CUSTOM\n")
+    cfg = tmp_path / "proxy.yaml"
+    cfg.write_text(f"identity:\n  mode: files\n  cert_file: /nonexistent\n"
+                   f"  key_file: /nonexistent\n  bundle_file: /nonexistent\n"
+                   f"listeners:\n  capture: false\npolicy:\n  paths: [\"{bad}\"]\n")
+    r = run([binary("meshlet-proxy"), "run", "--config", str(cfg)])
+    assert r.returncode != 0
+    assert f"{bad}:5: spec.action: CUSTOM is not supported by meshlet" in r.stderr
+
+
+def test_policy_check(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text(POLICY.replace("{principal}", CLIENT))
+    r = run([binary("meshlet-proxy"), "policy", "check", str(good)])
+    assert r.returncode == 0 and r.stdout == "policy OK: 2 AuthorizationPolicy, 0 PeerAuthentication\n"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+                   "metadata: {name: a}\nspec:\n  action: NOPE\n  rules:\n  - to:\n"
+                   "    - operation: {ports: [\"0\"]}\n  - from:\n"
+                   "    - source: {requestPrincipals: [\"*\"]}\n")
+    r = run([binary("meshlet-proxy"), "policy", "check", str(good), str(bad)])
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [
+        f"{bad}:5: spec.action: must be ALLOW, DENY or AUDIT",
+        f"{bad}:8: spec.rules[0].to[0].operation.ports[0]: \"0\" is not a port (1 to 65535)",
+        f"{bad}:10: spec.rules[1].from[0].source.requestPrincipals: not supported by meshlet "
+        "(see docs/policy.md)",
+        "meshlet-proxy policy check: 3 errors",
+    ]
+
+
+@pytest.mark.parametrize("args,status,first,more", [
+    (["--principal", "spiffe://" + CLIENT, "--method", "GET", "--path", "/api/x"], 0, "allow",
+     "policy: default/web"),
+    (["--principal", CLIENT, "--method", "GET", "--path", "/admin/x"], 1, "deny",
+     "reason: no ALLOW policy matched"),
+    (["--principal", CLIENT, "--method", "DELETE", "--path", "/api/x"], 1, "deny",
+     "policy: default/no-delete"),
+    # TCP: the ALLOW rule needs HTTP, so it cannot match; the DENY rule's methods are ignored.
+    (["--principal", CLIENT], 1, "deny", "query: a TCP connection"),
+    (["--principal", CLIENT, "--labels", "app=db"], 1, "deny", "policy: default/no-delete"),
+    (["--principal", CLIENT, "--namespace", "other"], 0, "allow", "reason: no policy applies"),
+    (["--port", "0"], 2, "", ""),
+    (["--principal", CLIENT, "--method", "GET", "--path", "/a b"], 2, "", ""),
+])
+def test_policy_explain(tmp_path, args, status, first, more):
+    f = tmp_path / "p.yaml"
+    f.write_text(POLICY.replace("{principal}", CLIENT).replace("name: web", "name: web\n  namespace: default").replace("name: no-delete", "name: no-delete\n  namespace: default"))
+    base = ["--policy", str(f), "--namespace", "default", "--labels", "app=web,version=v1",
+            "--port", "8080"]
+    r = run([binary("meshlet-proxy"), "policy", "explain"] + base + args)
+    assert r.returncode == status, r.stdout + r.stderr
+    if first:
+        lines = r.stdout.splitlines()
+        assert lines[0] == first
+        assert any(l.startswith(more) for l in lines), lines
+    else:
+        assert r.stderr != ""
