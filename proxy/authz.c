@@ -256,6 +256,13 @@ struct authz *authz_new(const struct settings *cfg, struct err *e)
 		pthread_condattr_destroy(&ca);
 	}
 	a->workload.namespace_ = cfg->namespace_;
+	if (cfg->policy_paths.n > 0 && cfg->namespace_ == NULL) {
+		/* Else a policy naming its namespace would silently never apply. */
+		err_set(e, ERR_CONFIG_INVALID,
+		        "policy.paths needs the workload's namespace: identity.namespace "
+		        "(MESHLET_POD_NAMESPACE)");
+		goto fail;
+	}
 	if (cfg->policy_http_ports != NULL && parse_ports(a, cfg->policy_http_ports, e) < 0)
 		goto fail;
 	if (cfg->policy_labels_file != NULL) {

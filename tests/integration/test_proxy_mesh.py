@@ -603,6 +603,49 @@ def test_unmeshed_to_meshed_permissive_then_strict(mesh):
         b.restart()
 
 
+def test_peer_authentication_and_policy_per_port(mesh):
+    """PeerAuthentication and AuthorizationPolicy files, as the webhook mounts them: a
+    namespace-wide STRICT refuses plaintext, a port-level PERMISSIVE for this workload lets
+    it in again, and a DENY policy refuses one identity while others are served."""
+    b = mesh.proxies["b"]
+    d = mesh.pod_dir("b") / "policy"
+    d.mkdir(exist_ok=True)
+    os.chmod(d, 0o755)
+    labels = mesh.pod_dir("b") / "labels"
+    labels.write_text('app="b"\n')
+    os.chmod(labels, 0o644)
+
+    def put(name, text):
+        (d / name).write_text(text)
+        os.chmod(d / name, 0o644)
+
+    put("strict.yaml", "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+        f"metadata: {{name: strict, namespace: {NS}}}\nspec:\n  mtls: {{mode: STRICT}}\n")
+    b.restart({"policy": {"paths": [str(d)], "labels_file": str(labels),
+                          "reload_interval": "200ms"}, "identity": {"namespace": NS}})
+    try:
+        got = mesh.call("c", "b", "/strict")
+        assert got.status is None and got.no_answer, got
+        line = [l for l in b.log() if l.get("msg") == "connection" and
+                l.get("result") == "denied"][-1]
+        assert line["reason"] == f"mTLS is STRICT ({NS}/strict)", line
+        assert mesh.call("a", "b", "/mtls").status == 200
+
+        put("port.yaml", "apiVersion: security.istio.io/v1beta1\nkind: PeerAuthentication\n"
+            "metadata: {name: b-8080}\nspec:\n  selector: {matchLabels: {app: b}}\n"
+            "  portLevelMtls:\n    8080: {mode: PERMISSIVE}\n")
+        assert wait_for(lambda: mesh.call("c", "b", "/port-permissive").status == 200, 10)
+
+        put("deny.yaml", "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+            "metadata: {name: deny-client}\nspec:\n  action: DENY\n  rules:\n"
+            f"  - from:\n    - source: {{principals: [\"{TD}/ns/{NS}/sa/client\"]}}\n")
+        assert wait_for(lambda: mesh.call("a", "b", "/denied").status is None, 10)
+        assert mesh.call("c", "b", "/plain-still-served").status == 200
+        assert b.metric('meshlet_proxy_policy_checks_total{decision="deny"}') >= 1
+    finally:
+        b.restart()
+
+
 # ---- admin ----
 
 def test_readiness_on_the_admin_port(mesh):

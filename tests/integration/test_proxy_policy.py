@@ -281,10 +281,23 @@ def test_a_broken_policy_at_start_stops_the_proxy(tmp_path):
     cfg = tmp_path / "proxy.yaml"
     cfg.write_text(f"identity:\n  mode: files\n  cert_file: /nonexistent\n"
                    f"  key_file: /nonexistent\n  bundle_file: /nonexistent\n"
-                   f"listeners:\n  capture: false\npolicy:\n  paths: [\"{bad}\"]\n")
+                   f"  namespace: default\nlisteners:\n  capture: false\n"
+                   f"policy:\n  paths: [\"{bad}\"]\n")
     r = run([binary("meshlet-proxy"), "run", "--config", str(cfg)])
     assert r.returncode != 0
     assert f"{bad}:5: spec.action: CUSTOM is not supported by meshlet" in r.stderr
+
+
+def test_policies_need_the_workload_namespace(tmp_path):
+    good = tmp_path / "p.yaml"
+    good.write_text(POLICY.replace("{principal}", CLIENT))
+    cfg = tmp_path / "proxy.yaml"
+    cfg.write_text(f"identity:\n  mode: files\n  cert_file: /nonexistent\n"
+                   f"  key_file: /nonexistent\n  bundle_file: /nonexistent\n"
+                   f"listeners:\n  capture: false\npolicy:\n  paths: [\"{good}\"]\n")
+    r = run([binary("meshlet-proxy"), "run", "--config", str(cfg)])
+    assert r.returncode != 0
+    assert "policy.paths needs the workload's namespace" in r.stderr
 
 
 def test_policy_check(tmp_path):
