@@ -766,7 +766,8 @@ static const char run_usage[] =
     "inbound (15006) and tunnel (15008) ports and the admin port (15021), or static\n"
     "listeners. Settings come from the file, then the environment the webhook sets\n"
     "(MESHLET_TRUST_DOMAIN, MESHLET_CA_ADDRESS, MESHLET_TOKEN_FILE, MESHLET_POD_NAMESPACE,\n"
-    "MESHLET_SERVICE_ACCOUNT, MESHLET_LOG_LEVEL, MESHLET_TRUST_BUNDLE, MESHLET_APP_PROBES),\n"
+    "MESHLET_SERVICE_ACCOUNT, MESHLET_LOG_LEVEL, MESHLET_TRUST_BUNDLE, MESHLET_APP_PROBES,\n"
+    "MESHLET_POLICY_PATHS, MESHLET_POD_LABELS_FILE, MESHLET_HTTP_PORTS),\n"
     "then flags. SIGTERM stops accepting and lets connections finish (timeouts.drain).\n"
     "\n"
     "  --config FILE          YAML configuration (docs/configuration.md)\n"
@@ -789,6 +790,9 @@ static const struct {
 	{ "MESHLET_POD_NAMESPACE", "identity.namespace" },
 	{ "MESHLET_SERVICE_ACCOUNT", "identity.service_account" },
 	{ "MESHLET_LOG_LEVEL", "log.level" },
+	{ "MESHLET_POLICY_PATHS", "policy.paths" },
+	{ "MESHLET_POD_LABELS_FILE", "policy.labels_file" },
+	{ "MESHLET_HTTP_PORTS", "policy.http_ports" },
 };
 
 static int run_settings(struct run *run, int argc, char **argv)
