@@ -66,13 +66,14 @@ FUZZ_BINS    := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 ALL_OBJS := $(LIB_OBJS) $(foreach p,$(PROGRAMS),$(patsubst %.c,$(BUILD)/%.o,$(wildcard $(p)/*.c))) \
 	$(UNIT_SRCS:%.c=$(BUILD)/%.o)
 
-.PHONY: all test unit integration deps deps-bench docs install uninstall clean format fuzz help check-pkgs FORCE
+.PHONY: all test unit integration demo deps deps-bench docs install uninstall clean format fuzz help check-pkgs FORCE
 .DEFAULT_GOAL := all
 
 all: $(BINS)
 
 help:
 	@echo 'make            build build/bin/meshlet-{ca,webhook,proxy}'
+	@echo 'make demo       run the whole mesh on this machine, narrated (root: network namespaces)'
 	@echo 'make test       build everything, run unit and integration tests'
 	@echo 'make deps       install the Debian packages the build and tests need'
 	@echo 'make deps-bench install what the scripts in bench/ need (wrk)'
@@ -173,6 +174,13 @@ docs: $(BINS)
 			 $$0 == e { skip = 0 } !skip' docs/configuration.md > $(BUILD)/configuration.md && \
 		mv $(BUILD)/configuration.md docs/configuration.md || exit 1; \
 	done
+
+# The whole mesh on this machine (demo/demo.sh); as root it installs what is missing first.
+demo:
+	@if [ "$$(id -u)" = 0 ] && ! $(MAKE) --no-print-directory -s check-pkgs >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory deps; fi
+	@$(MAKE) --no-print-directory all
+	@bash demo/demo.sh $(BUILD)
 
 deps-bench:
 	@$(MAKE) --no-print-directory deps DEB_PKGS="$(DEB_BENCH)"

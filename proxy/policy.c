@@ -449,7 +449,7 @@ void policy_decide(struct policy_set *s, const struct policy_workload *w,
                    const struct policy_request *req, struct policy_decision *d)
 {
 	struct policy_authz *allow_match = NULL;
-	bool any_allow = false;
+	bool any_allow = false, any = false;
 	int rule, allow_rule = -1;
 
 	memset(d, 0, sizeof(*d));
@@ -463,6 +463,7 @@ void policy_decide(struct policy_set *s, const struct policy_workload *w,
 
 		if (!applies(&p->meta, &p->selector, w))
 			continue;
+		any = true;
 		if (p->action == POLICY_AUDIT) {
 			if (d->audit == NULL && (rule = first_rule(p, req)) >= 0) {
 				d->audit = &p->meta;
@@ -498,6 +499,8 @@ void policy_decide(struct policy_set *s, const struct policy_workload *w,
 		d->why = "no ALLOW policy matched";
 		atomic_fetch_add_explicit(&s->denied_no_match, 1, memory_order_relaxed);
 	} else {
+		if (any)
+			d->why = "no DENY policy matched, and no ALLOW policy applies";
 		atomic_fetch_add_explicit(&s->allowed_no_policy, 1, memory_order_relaxed);
 	}
 }

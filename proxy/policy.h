@@ -77,7 +77,8 @@ struct policy_decision {
 	const struct policy_meta *audit;  /* the first AUDIT policy that matched, or NULL */
 	int audit_rule;
 	const char *why; /* static text: "matched a DENY policy", "no ALLOW policy matched",
-	                    "no policy applies", "matched an ALLOW policy" */
+	                    "matched an ALLOW policy", "no DENY policy matched, and no ALLOW
+	                    policy applies", "no policy applies" */
 };
 
 /* Errors of one load, all of them: "file:line: what is wrong" each. */
