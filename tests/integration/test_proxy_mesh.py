@@ -606,7 +606,7 @@ def test_unmeshed_to_meshed_permissive_then_strict(mesh):
 def test_peer_authentication_and_policy_per_port(mesh):
     """PeerAuthentication and AuthorizationPolicy files, as the webhook mounts them: a
     namespace-wide STRICT refuses plaintext, a port-level PERMISSIVE for this workload lets
-    it in again, and a DENY policy refuses one identity while others are served."""
+    it in again, and a DENY policy gives one identity 403 while others are served."""
     b = mesh.proxies["b"]
     d = mesh.pod_dir("b") / "policy"
     d.mkdir(exist_ok=True)
@@ -621,7 +621,7 @@ def test_peer_authentication_and_policy_per_port(mesh):
 
     put("strict.yaml", "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
         f"metadata: {{name: strict, namespace: {NS}}}\nspec:\n  mtls: {{mode: STRICT}}\n")
-    b.restart({"policy": {"paths": [str(d)], "labels_file": str(labels),
+    b.restart({"policy": {"paths": [str(d)], "labels_file": str(labels), "http_ports": "8080",
                           "reload_interval": "200ms"}, "identity": {"namespace": NS}})
     try:
         got = mesh.call("c", "b", "/strict")
@@ -639,8 +639,13 @@ def test_peer_authentication_and_policy_per_port(mesh):
         put("deny.yaml", "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
             "metadata: {name: deny-client}\nspec:\n  action: DENY\n  rules:\n"
             f"  - from:\n    - source: {{principals: [\"{TD}/ns/{NS}/sa/client\"]}}\n")
-        assert wait_for(lambda: mesh.call("a", "b", "/denied").status is None, 10)
+        assert wait_for(lambda: mesh.call("a", "b", "/denied").status == 403, 10)
+        got = mesh.call("a", "b", "/denied-again")
+        assert got.status == 403 and got.doc == "meshlet: access denied\n", got
         assert mesh.call("c", "b", "/plain-still-served").status == 200
+        line = [l for l in b.log() if l.get("msg") == "request" and
+                l.get("path") == "/denied-again"][-1]
+        assert line["policy"] == "deny-client" and line["peer"] == spiffe("client"), line
         assert b.metric('meshlet_proxy_policy_checks_total{decision="deny"}') >= 1
     finally:
         b.restart()
