@@ -73,7 +73,13 @@ int api_init(struct api *a, const struct settings *cfg, struct signer *signer, s
 	if (a->bundle_pem == NULL)
 		return e->code;
 	a->bundle_jwks = bundle_jwks(roots, time(NULL), API_REFRESH_HINT, e);
-	return a->bundle_jwks != NULL ? 0 : e->code;
+	if (a->bundle_jwks == NULL)
+		return e->code;
+	a->chain_json = certify_pem_json(sign_chain(signer));
+	a->bundle_json = certify_pem_json(roots);
+	if (a->chain_json == NULL || a->bundle_json == NULL)
+		return err_set(e, -ENOMEM, "out of memory");
+	return 0;
 }
 
 void api_set_jwks(struct api *a, struct jwks *jwks)
@@ -148,6 +154,8 @@ static void api_certify(struct api *a, const struct httpd_request *req, struct h
 		struct certify_deps d = {
 			.cfg = a->cfg,
 			.signer = a->signer,
+			.chain_json = a->chain_json,
+			.bundle_json = a->bundle_json,
 			.review = a->review,
 			.rl = a->rl,
 			.now = time(NULL),
@@ -246,6 +254,8 @@ void api_free(struct api *a)
 	audit_close(a->audit);
 	free(a->bundle_pem);
 	free(a->bundle_jwks);
+	free(a->chain_json);
+	free(a->bundle_json);
 	pthread_rwlock_destroy(&a->jwks_lock);
 	memset(a, 0, sizeof(*a));
 }

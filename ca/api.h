@@ -30,12 +30,15 @@ struct api {
 	struct tokenreview *review; /* tokenreview mode */
 	char *bundle_pem;           /* GET /v1/bundle, made once */
 	char *bundle_jwks;          /* GET /v1/bundle.jwks, made once */
+	char *chain_json;           /* every answer's cert_chain after the leaf, made once */
+	char *bundle_json;          /* every answer's trust_bundle, made once */
 };
 
 /*
- * api_init - prepare the answers that do not change (the trust bundle in PEM and JWKS
- * form). signer, jwks, review, rl and audit are handed over, even on failure: api_free
- * frees them. One of jwks and review is NULL.
+ * api_init - prepare the answers and parts of answers that do not change (the trust
+ * bundle in PEM, JWKS and JSON form, the chain after each leaf). signer, jwks, review, rl
+ * and audit are handed over, even on failure: api_free frees them. One of jwks and review
+ * is NULL.
  */
 int api_init(struct api *a, const struct settings *cfg, struct signer *signer, struct jwks *jwks,
              struct tokenreview *review, struct ratelimit *rl, struct audit *audit, struct err *e);

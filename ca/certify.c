@@ -74,30 +74,65 @@ static const char *certify_bearer(const char *authorization)
 	return *authorization != '\0' ? authorization : NULL;
 }
 
-static json_t *certify_pems(const STACK_OF(X509) *certs, X509 *first)
+/*
+ * A certificate's PEM text as the inside of a JSON string, written into out (NULL: only
+ * measured): the lines of PEM_write_bio_X509, 64 base64 characters each, with each line end
+ * escaped as \n. Base64 and the PEM lines need no other escape. Returns its length.
+ */
+#define PEM_BEGIN "-----BEGIN CERTIFICATE-----\\n"
+#define PEM_END   "-----END CERTIFICATE-----\\n"
+static size_t pem_json_string(char *out, const unsigned char *der, size_t len)
 {
-	json_t *a = json_array();
-	char *pem;
+	size_t lines = (len + 47) / 48;
+	size_t n = strlen(PEM_BEGIN) + (len + 2) / 3 * 4 + lines * 2 + strlen(PEM_END);
+	int w;
 
-	if (a == NULL)
+	if (out == NULL)
+		return n;
+	memcpy(out, PEM_BEGIN, strlen(PEM_BEGIN));
+	out += strlen(PEM_BEGIN);
+	for (size_t i = 0; i < len; i += 48) {
+		w = EVP_EncodeBlock((unsigned char *)out, der + i,
+		                    (int)(len - i < 48 ? len - i : 48));
+		out += w;
+		memcpy(out, "\\n", 2);
+		out += 2;
+	}
+	memcpy(out, PEM_END, strlen(PEM_END));
+	return n;
+}
+
+char *certify_pem_json(const STACK_OF(X509) *certs)
+{
+	unsigned char *der = NULL;
+	char *out = malloc(3), *grown;
+	size_t at = 0, n;
+	int len;
+
+	if (out == NULL)
 		return NULL;
-	if (first != NULL) {
-		pem = x509_cert_pem(first);
-		if (pem == NULL || json_array_append_new(a, json_string(pem)) < 0)
-			goto fail;
-		free(pem);
+	out[at++] = '[';
+	for (int i = 0; i < sk_X509_num(certs); i++) {
+		len = i2d_X509(sk_X509_value(certs, i), &der);
+		n = len > 0 ? pem_json_string(NULL, der, (size_t)len) : 0;
+		grown = len > 0 ? realloc(out, at + n + 6) : NULL;
+		if (grown == NULL) {
+			OPENSSL_free(der);
+			free(out);
+			return NULL;
+		}
+		out = grown;
+		if (i > 0)
+			out[at++] = ',';
+		out[at++] = '"';
+		at += pem_json_string(out + at, der, (size_t)len);
+		out[at++] = '"';
+		OPENSSL_free(der);
+		der = NULL;
 	}
-	for (int i = 0; certs != NULL && i < sk_X509_num(certs); i++) {
-		pem = x509_cert_pem(sk_X509_value(certs, i));
-		if (pem == NULL || json_array_append_new(a, json_string(pem)) < 0)
-			goto fail;
-		free(pem);
-	}
-	return a;
-fail:
-	free(pem);
-	json_decref(a);
-	return NULL;
+	out[at++] = ']';
+	out[at] = '\0';
+	return out;
 }
 
 /* Reads {"csr": "...", "ttl_seconds": N}; unknown fields are ignored, as JSON APIs do. */
@@ -154,31 +189,56 @@ static int certify_body(const struct certify_deps *d, const char *body, size_t l
 	return 0;
 }
 
+/*
+ * The answer, {"spiffe_id", "cert_chain", "trust_bundle", "expires_at"}, put together as
+ * text: the chain after the leaf and the bundle were made once (certify_pem_json), and
+ * building the rest with jansson cost more than signing.
+ */
 static int certify_answer(const struct certify_deps *d, X509 *leaf, struct certify_result *r)
 {
-	json_t *o = NULL;
-	json_t *chain = certify_pems(sign_chain(d->signer), leaf);
-	json_t *bundle = certify_pems(sign_roots(d->signer), NULL);
+	static const char k_id[] = "{\"spiffe_id\":", k_chain[] = ",\"cert_chain\":[\"",
+	                  k_bundle[] = ",\"trust_bundle\":", k_expires[] = ",\"expires_at\":\"";
+	const char *rest = d->chain_json + 1; /* after its '[': "]" or the intermediates */
 	struct timespec ts = { 0 };
+	unsigned char *der = NULL;
+	json_t *id = json_string(r->spiffe_id);
+	char *id_json = NULL, *o;
 	int64_t not_after;
-	int rc = -1;
+	size_t size;
+	int len, rc = -1;
 
-	if (chain == NULL || bundle == NULL || x509_not_after(leaf, &not_after) < 0)
+	len = i2d_X509(leaf, &der);
+	if (len <= 0 || id == NULL || x509_not_after(leaf, &not_after) < 0)
 		goto out;
 	ts.tv_sec = (time_t)not_after;
 	if (time_format_rfc3339(&ts, false, r->not_after, sizeof(r->not_after)) < 0 ||
 	    x509_serial_hex(leaf, r->serial, sizeof(r->serial)) < 0)
 		goto out;
-	o = json_pack("{s:s, s:O, s:O, s:s}", "spiffe_id", r->spiffe_id, "cert_chain", chain,
-	              "trust_bundle", bundle, "expires_at", r->not_after);
+	id_json = json_dumps(id, JSON_ENCODE_ANY | JSON_COMPACT);
+	if (id_json == NULL)
+		goto out;
+	size = strlen(k_id) + strlen(id_json) + strlen(k_chain) +
+	       pem_json_string(NULL, der, (size_t)len) + 1 + (*rest != ']') + strlen(rest) +
+	       strlen(k_bundle) + strlen(d->bundle_json) + strlen(k_expires) +
+	       strlen(r->not_after) + 3;
+	o = r->body = malloc(size);
 	if (o == NULL)
 		goto out;
-	r->body = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	rc = r->body != NULL ? 0 : -1;
+	o = stpcpy(stpcpy(o, k_id), id_json);
+	o = stpcpy(o, k_chain);
+	o += pem_json_string(o, der, (size_t)len);
+	*o++ = '"';
+	if (*rest != ']')
+		*o++ = ',';
+	o = stpcpy(o, rest);
+	o = stpcpy(stpcpy(o, k_bundle), d->bundle_json);
+	o = stpcpy(stpcpy(o, k_expires), r->not_after);
+	stpcpy(o, "\"}");
+	rc = 0;
 out:
-	json_decref(o);
-	json_decref(chain);
-	json_decref(bundle);
+	OPENSSL_free(der);
+	free(id_json);
+	json_decref(id);
 	return rc;
 }
 
@@ -199,7 +259,7 @@ void certify(const struct certify_deps *d, const char *authorization, const char
 	struct err e = { 0 };
 	const char *token = certify_bearer(authorization);
 	const char *csr_pem = NULL;
-	X509_REQ *req = NULL;
+	struct csr *req = NULL;
 	X509 *leaf = NULL;
 	json_t *root = NULL;
 	int64_t ttl = 0, retry_ms = 0;
@@ -270,8 +330,8 @@ void certify(const struct certify_deps *d, const char *authorization, const char
 		certify_refuse_err(r, rc == ERR_CSR_IDENTITY ? 403 : 400, &e);
 		goto out;
 	}
-	sr.pubkey = X509_REQ_get0_pubkey(req);
-	sr.spki = X509_REQ_get_X509_PUBKEY(req);
+	sr.pubkey = csr_pubkey(req);
+	csr_spki(req, &sr.spki_alg, &sr.spki_key);
 	sr.id = &id;
 	sr.now = d->now;
 	sr.ttl = ttl;
@@ -287,7 +347,7 @@ void certify(const struct certify_deps *d, const char *authorization, const char
 	r->status = 200;
 out:
 	json_decref(root);
-	X509_REQ_free(req);
+	csr_free(req);
 	X509_free(leaf);
 	OPENSSL_cleanse(&e, sizeof(e));
 }

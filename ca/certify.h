@@ -18,6 +18,8 @@
 struct certify_deps {
 	const struct settings *cfg;
 	const struct signer *signer;
+	const char *chain_json;     /* certify_pem_json(sign_chain(signer)) */
+	const char *bundle_json;    /* certify_pem_json(sign_roots(signer)) */
 	const struct jwks *jwks;    /* jwks mode */
 	struct tokenreview *review; /* tokenreview mode: used instead of jwks when set */
 	struct ratelimit *rl;
@@ -48,6 +50,13 @@ struct certify_result {
  */
 void certify(const struct certify_deps *d, const char *authorization, const char *body, size_t len,
              struct certify_result *r);
+
+/*
+ * certify_pem_json - certs as a compact JSON array of PEM strings, as an answer carries
+ * them: made once per CA for certify_deps. malloc'd, the caller frees it; NULL when out of
+ * memory.
+ */
+char *certify_pem_json(const STACK_OF(X509) *certs);
 
 /* certify_code - the API error code for one of our error codes: "jwt_expired". */
 void certify_code(int err, char *buf, size_t size);

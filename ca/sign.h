@@ -87,9 +87,13 @@ void sign_free(struct signer *s);
 
 /* What sign_issue is asked for. All times are seconds (Unix time for now). */
 struct sign_request {
-	EVP_PKEY *pubkey;           /* the leaf's key: from the CSR, or one we made */
-	const X509_PUBKEY *spki;    /* optional: the same key as the CSR encoded it, copied
-	                             * into the certificate as is (much faster than pubkey) */
+	EVP_PKEY *pubkey; /* the leaf's key: from the CSR, or one we made */
+	/*
+	 * Optional: the same key as the CSR encoded it, its algorithm and subjectPublicKey
+	 * bits, copied into the certificate as they are (much faster than encoding pubkey).
+	 */
+	const X509_ALGOR *spki_alg;
+	const ASN1_BIT_STRING *spki_key;
 	const struct spiffe_id *id; /* the URI SAN, or NULL */
 	const char *const *dns;     /* DNS SANs (the issue command only) */
 	size_t ndns;                /* how many, 0 to SIGN_DNS_MAX */

@@ -34,6 +34,11 @@ enum key_type { KEY_RSA, KEY_EC };
 
 struct jwk {
 	EVP_PKEY *pkey;
+	/*
+	 * Set up once to verify with pkey and SHA-256, and copied for each token: setting one
+	 * up fetches the algorithms again, under OpenSSL's locks, each time.
+	 */
+	EVP_MD_CTX *verify;
 	enum key_type type;
 	bool has_kid;
 	char kid[JWT_KID_MAX + 1];
@@ -373,6 +378,10 @@ static int jwk_key(json_t *j, enum key_type t, const char *where, struct jwk *ou
 	else if ((out->pkey = rsa_from(a, alen, b, blen)) == NULL || !public_check(out->pkey))
 		rc = err_set(e, ERR_JWKS_MALFORMED, "%snot a valid RSA public key", where);
 out:
+	if (rc == 0 &&
+	    ((out->verify = EVP_MD_CTX_new()) == NULL ||
+	     EVP_DigestVerifyInit(out->verify, NULL, EVP_sha256(), NULL, out->pkey) != 1))
+		rc = err_set(e, -ENOMEM, "%scannot set up verification: out of memory", where);
 	free(a);
 	free(b);
 	return rc;
@@ -499,8 +508,10 @@ void jwks_free(struct jwks *k)
 {
 	if (k == NULL)
 		return;
-	for (size_t i = 0; i <= k->n; i++)
+	for (size_t i = 0; i <= k->n; i++) {
+		EVP_MD_CTX_free(k->keys[i].verify);
 		EVP_PKEY_free(k->keys[i].pkey);
+	}
 	free(k);
 }
 
@@ -633,7 +644,7 @@ static int verify_sig(const struct jwk *key, enum key_type t, const char *input,
 		sig = der;
 	}
 	ctx = EVP_MD_CTX_new();
-	if (ctx == NULL || EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, key->pkey) != 1)
+	if (ctx == NULL || EVP_MD_CTX_copy_ex(ctx, key->verify) != 1)
 		rc = err_set(e, ERR_INTERNAL, "cannot set up %s verification", alg_name(t));
 	else if (EVP_DigestVerify(ctx, sig, sig_len, (const unsigned char *)input, input_len) != 1)
 		rc = err_set(e, ERR_JWT_SIGNATURE, "%s signature does not verify with %s",

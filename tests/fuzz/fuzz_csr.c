@@ -34,7 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static bool ready;
 	struct csr_info info;
 	struct err e = { 0 };
-	X509_REQ *req;
+	struct csr *req;
 	int rc;
 
 	if (!ready) {
@@ -60,8 +60,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (rc != 0 && rc != ERR_CSR_IDENTITY && rc != ERR_CSR_MALFORMED)
 		fail("check_extensions returned an unexpected code", &e);
 	memset(&info, 0, sizeof(info));
-	(void)check_key(X509_REQ_get0_pubkey(req), &info, &e);
+	(void)check_key(req, &info, &e);
 	ERR_clear_error();
-	X509_REQ_free(req);
+	csr_free(req);
 	return 0;
 }

@@ -110,7 +110,8 @@ static char *req_pem(X509_REQ *req)
 static int round_trip(EVP_PKEY *key, const char *san, const EVP_MD *md, struct csr_info *info,
                       struct err *e)
 {
-	X509_REQ *req = make_req(key, san, md), *back;
+	X509_REQ *req = make_req(key, san, md);
+	struct csr *back;
 	char *pem = req_pem(req);
 	int rc;
 
@@ -120,7 +121,7 @@ static int round_trip(EVP_PKEY *key, const char *san, const EVP_MD *md, struct c
 		fail_msg("csr_parse: %s (%s)", e->msg, err_name(e->code));
 	rc = csr_check(back, &fx.web, info, e);
 	assert_no_openssl_errors();
-	X509_REQ_free(back);
+	csr_free(back);
 	X509_REQ_free(req);
 	free(pem);
 	return rc;
@@ -172,13 +173,27 @@ static void test_refused_keys(void **state)
 	assert_string_equal(info.key_desc, "");
 }
 
-static X509_REQ *parse_der(const unsigned char *der, int len)
+static struct csr *parse_der(const unsigned char *der, int len)
 {
-	const unsigned char *p = der;
-	X509_REQ *req = d2i_X509_REQ(NULL, &p, len);
+	struct err e = { 0 };
+	struct csr *c = csr_parse_der(der, (size_t)len, &e);
 
-	assert_non_null(req);
-	return req;
+	if (c == NULL)
+		fail_msg("csr_parse_der: %s (%s)", e.msg, err_name(e.code));
+	return c;
+}
+
+/* The request OpenSSL made, as csr_parse_der reads it back. */
+static struct csr *parse_req(X509_REQ *req)
+{
+	unsigned char *der = NULL;
+	int len = i2d_X509_REQ(req, &der);
+	struct csr *c;
+
+	assert_true(len > 0);
+	c = parse_der(der, len);
+	OPENSSL_free(der);
+	return c;
 }
 
 static void test_point_at_infinity(void **state)
@@ -195,14 +210,19 @@ static void test_point_at_infinity(void **state)
 		0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02, 0x03, 0x09,
 		0x00, 0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01,
 	};
-	X509_REQ *req = parse_der(der, sizeof(der));
+	const unsigned char *p = der;
+	X509_REQ *req = d2i_X509_REQ(NULL, &p, sizeof(der));
+	struct csr *c = parse_der(der, sizeof(der));
 	struct err e = { 0 };
 
 	(void)state;
+	assert_non_null(req);
 	assert_non_null(X509_REQ_get0_pubkey(req));
-	assert_int_equal(csr_check(req, &fx.web, NULL, &e), ERR_CSR_KEY);
+	assert_int_equal(csr_check(c, &fx.web, NULL, &e), ERR_CSR_KEY);
 	assert_contains(e.msg, "not a valid point");
+	assert_null(csr_pubkey(c));
 	assert_no_openssl_errors();
+	csr_free(c);
 	X509_REQ_free(req);
 }
 
@@ -211,6 +231,8 @@ static void test_point_at_infinity(void **state)
 static void test_bad_signature(void **state)
 {
 	X509_REQ *req = make_req(fx.p256, "URI:" WEB_ID, EVP_sha256()), *bad;
+	const unsigned char *p;
+	struct csr *back;
 	unsigned char *der = NULL;
 	struct csr_info info;
 	struct err e = { 0 };
@@ -222,18 +244,20 @@ static void test_bad_signature(void **state)
 	assert_true(len > 0);
 	/* The last byte is the signature's s value: the DER stays valid, the signature not. */
 	der[len - 1] ^= 0x01;
-	bad = parse_der(der, len);
+	p = der;
+	bad = d2i_X509_REQ(NULL, &p, len);
+	assert_non_null(bad);
 	pem = req_pem(bad);
 	X509_REQ_free(bad);
-	bad = csr_parse(pem, strlen(pem), &e);
-	assert_non_null(bad);
-	assert_int_equal(csr_check(bad, &fx.web, &info, &e), ERR_CSR_SIGNATURE);
+	back = csr_parse(pem, strlen(pem), &e);
+	assert_non_null(back);
+	assert_int_equal(csr_check(back, &fx.web, &info, &e), ERR_CSR_SIGNATURE);
 	assert_int_equal(e.code, ERR_CSR_SIGNATURE);
 	assert_contains(e.msg, "does not verify");
 	/* The key was fine, and the audit log may say which it was. */
 	assert_string_equal(info.key_desc, "ec-p256");
 	assert_no_openssl_errors();
-	X509_REQ_free(bad);
+	csr_free(back);
 	free(pem);
 	OPENSSL_free(der);
 	X509_REQ_free(req);
@@ -246,9 +270,13 @@ static void test_signed_with_another_key(void **state)
 
 	(void)state;
 	/* Signed by one key, claiming another: no proof of possession. */
+	struct csr *c;
+
 	assert_true(X509_REQ_set_pubkey(req, fx.p384));
-	assert_int_equal(csr_check(req, &fx.web, NULL, &e), ERR_CSR_SIGNATURE);
+	c = parse_req(req);
+	assert_int_equal(csr_check(c, &fx.web, NULL, &e), ERR_CSR_SIGNATURE);
 	assert_no_openssl_errors();
+	csr_free(c);
 	X509_REQ_free(req);
 }
 
@@ -311,6 +339,7 @@ static void test_repeated_extension_request(void **state)
 	STACK_OF(X509_EXTENSION) *exts = sk_X509_EXTENSION_new_null();
 	X509_EXTENSION *ext = X509V3_EXT_nconf_nid(NULL, NULL, NID_subject_alt_name, "URI:" DB_ID);
 	struct err e = { 0 };
+	struct csr *c;
 
 	(void)state;
 	/*
@@ -322,22 +351,32 @@ static void test_repeated_extension_request(void **state)
 	assert_true(X509_REQ_add_extensions_nid(req, exts, NID_ms_ext_req));
 	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
 	assert_true(X509_REQ_sign(req, fx.p256, EVP_sha256()) > 0);
-	assert_int_equal(csr_check(req, &fx.web, NULL, &e), ERR_CSR_MALFORMED);
+	c = parse_req(req);
+	assert_int_equal(csr_check(c, &fx.web, NULL, &e), ERR_CSR_MALFORMED);
 	assert_contains(e.msg, "extension request is repeated");
 	assert_no_openssl_errors();
+	csr_free(c);
 	X509_REQ_free(req);
 }
 
 static void test_check_arguments(void **state)
 {
 	X509_REQ *req = make_req(fx.p256, NULL, EVP_sha256());
+	struct csr *c = parse_req(req);
 	struct spiffe_id bad;
 
 	(void)state;
 	assert_int_equal(csr_check(NULL, &fx.web, NULL, NULL), -EINVAL);
-	assert_int_equal(csr_check(req, NULL, NULL, NULL), -EINVAL);
+	assert_int_equal(csr_check(c, NULL, NULL, NULL), -EINVAL);
 	memset(&bad, 0, sizeof(bad));
-	assert_int_equal(csr_check(req, &bad, NULL, NULL), ERR_SPIFFE_TD_EMPTY);
+	assert_int_equal(csr_check(c, &bad, NULL, NULL), ERR_SPIFFE_TD_EMPTY);
+	/* Checked twice, the same answer and the same key. */
+	assert_int_equal(csr_check(c, &fx.web, NULL, NULL), 0);
+	assert_non_null(csr_pubkey(c));
+	assert_int_equal(EVP_PKEY_eq(csr_pubkey(c), fx.p256), 1);
+	assert_int_equal(csr_check(c, &fx.web, NULL, NULL), 0);
+	assert_int_equal(EVP_PKEY_eq(csr_pubkey(c), fx.p256), 1);
+	csr_free(c);
 	X509_REQ_free(req);
 }
 
@@ -364,7 +403,8 @@ static char *cat3(const char *a, const char *b, const char *c)
 
 static void test_parse_labels_and_text(void **state)
 {
-	X509_REQ *req = make_req(fx.p256, NULL, EVP_sha256()), *back;
+	X509_REQ *req = make_req(fx.p256, NULL, EVP_sha256());
+	struct csr *back;
 	char *pem = req_pem(req), *text, *body;
 	struct err e = { 0 };
 
@@ -373,8 +413,7 @@ static void test_parse_labels_and_text(void **state)
 	text = cat3("Certificate Request:\n    Data: ...\n", pem, "trailing words\n");
 	back = csr_parse(text, strlen(text), &e);
 	assert_non_null(back);
-	assert_int_equal(X509_REQ_get_version(back), X509_REQ_VERSION_1);
-	X509_REQ_free(back);
+	csr_free(back);
 	free(text);
 
 	/* The old "NEW CERTIFICATE REQUEST" label of Netscape and Microsoft tools. */
@@ -385,7 +424,7 @@ static void test_parse_labels_and_text(void **state)
 	back = csr_parse(text, strlen(text) - 1, &e);
 	assert_non_null(back);
 	assert_int_equal(csr_check(back, &fx.web, NULL, &e), 0);
-	X509_REQ_free(back);
+	csr_free(back);
 	free(text);
 	assert_no_openssl_errors();
 	free(pem);

@@ -1012,13 +1012,16 @@ static void test_issue_files(void **state)
 
 static void test_issue_from_csr(void **state)
 {
-	X509_REQ *req = X509_REQ_new(), *parsed;
+	X509_REQ *req = X509_REQ_new();
+	struct csr *parsed;
 	int64_t now = time_now_ms() / 1000;
 	struct sign_request r = { .id = &fx.web, .now = now, .ttl = 3600, .backdate = 300 };
 	struct csr_info info;
 	struct err e = { 0 };
 	X509 *leaf = NULL;
 	BIO *bio = BIO_new(BIO_s_mem());
+	unsigned char *der = NULL;
+	const unsigned char *p;
 	char *pem;
 	long n;
 
@@ -1034,11 +1037,26 @@ static void test_issue_from_csr(void **state)
 	assert_non_null(parsed);
 	assert_int_equal(csr_check(parsed, &fx.web, &info, &e), 0);
 	assert_string_equal(info.key_desc, "rsa-2048");
-	r.pubkey = X509_REQ_get0_pubkey(parsed);
+	r.pubkey = csr_pubkey(parsed);
 	assert_int_equal(sign_issue(fx.s[RSA_INTER], &r, &leaf, &e), 0);
 	check_svid(RSA_INTER, fx.rsa_key, leaf, now - 300, now + 3600);
 	X509_free(leaf);
-	X509_REQ_free(parsed);
+	/*
+	 * As meshlet-ca issues: the key's encoding copied from the request. The leaf holds no
+	 * decoded key then, so it is read back from its DER as a client would.
+	 */
+	csr_spki(parsed, &r.spki_alg, &r.spki_key);
+	assert_int_equal(sign_issue(fx.s[RSA_INTER], &r, &leaf, &e), 0);
+	n = i2d_X509(leaf, &der);
+	assert_true(n > 0);
+	X509_free(leaf);
+	p = der;
+	leaf = d2i_X509(NULL, &p, n);
+	assert_non_null(leaf);
+	check_svid(RSA_INTER, fx.rsa_key, leaf, now - 300, now + 3600);
+	X509_free(leaf);
+	OPENSSL_free(der);
+	csr_free(parsed);
 	BIO_free(bio);
 	X509_REQ_free(req);
 }
