@@ -42,7 +42,8 @@ PKG_OK     := $(shell $(PKG_CONFIG) --exists $(PKGS) 2>/dev/null && echo yes)
 
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(CFLAGS) $(WARNINGS) -MMD -MP -Iinclude -I. \
 	$(PKG_CFLAGS) -DMESHLET_VERSION='"$(VERSION)"'
-ALL_LDFLAGS := $(LDFLAGS)
+# --as-needed: a program links only the libraries it uses (the proxy needs no libmicrohttpd).
+ALL_LDFLAGS := -Wl,--as-needed $(LDFLAGS)
 ifeq ($(WERROR),1)
 ALL_CFLAGS += -Werror
 endif

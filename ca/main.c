@@ -1,5 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* meshlet-ca's entry point: the commands init, serve, issue, token and jwks. */
+#include <stdio.h>
+
+#include <microhttpd.h>
+
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -359,6 +363,15 @@ static int cmd_jwks(int argc, char **argv)
 	return 0;
 }
 
+/* For --version: the HTTP server library this daemon serves HTTPS with. */
+static const char *main_http_library(void)
+{
+	static char text[64];
+
+	snprintf(text, sizeof(text), "libmicrohttpd %s", MHD_get_version());
+	return text;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct cli_command commands[] = {
@@ -371,6 +384,7 @@ int main(int argc, char **argv)
 		.schema = &settings_schema,
 		.settings_size = sizeof(struct settings),
 		.commands = commands,
+		.http_library = main_http_library,
 	};
 
 	return cli_main(argc, argv, &program);

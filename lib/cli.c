@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include <jansson.h>
-#include <microhttpd.h>
 #include <openssl/crypto.h>
 #include <yaml.h>
 
@@ -17,11 +16,12 @@
 #include "meshlet/log.h"
 #include "meshlet/time.h"
 
-void cli_version(const char *prog, FILE *f)
+void cli_version(const struct cli_program *p, FILE *f)
 {
-	fprintf(f, "%s %s\n", prog, MESHLET_VERSION);
-	fprintf(f, "built with %s, libmicrohttpd %s, jansson %s, libyaml %s\n",
-	        OpenSSL_version(OPENSSL_VERSION), MHD_get_version(), jansson_version_str(),
+	fprintf(f, "%s %s\n", p->name, MESHLET_VERSION);
+	fprintf(f, "built with %s, %s%sjansson %s, libyaml %s\n", OpenSSL_version(OPENSSL_VERSION),
+	        p->http_library != NULL ? p->http_library() : "",
+	        p->http_library != NULL ? ", " : "", jansson_version_str(),
 	        yaml_get_version_string());
 }
 
@@ -66,7 +66,7 @@ int cli_main(int argc, char **argv, const struct cli_program *p)
 			fputs(p->usage, stdout);
 			return 0;
 		case 'V':
-			cli_version(p->name, stdout);
+			cli_version(p, stdout);
 			return 0;
 		case 'R':
 			config_describe(p->schema, stdout);

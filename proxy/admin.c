@@ -1,33 +1,74 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Admin endpoints of meshlet-proxy over plain HTTP, and the app probes run on the kubelet's behalf.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <jansson.h>
 
 #include "meshlet/httpc.h"
-#include "meshlet/httpd.h"
 #include "meshlet/log.h"
 
 #include "admin.h"
+#include "http1.h"
 
 #define ADMIN_PROBE_PREFIX "/app-health/"
 /* The kubelet's own default probe timeout is 1 s; the proxy answers within it. */
 #define ADMIN_PROBE_TIMEOUT_MS 1000
 
+/* Connections served at once; more wait in the listen queue. */
+#define ADMIN_MAX_CONNS 16
+/* A request head must come within this, and fit in ADMIN_HEAD_MAX bytes. */
+#define ADMIN_IO_TIMEOUT_S 10
+#define ADMIN_HEAD_MAX 8192
+
+/*
+ * The admin port is served by a thread of its own with plain sockets, one short-lived
+ * thread per connection (the kubelet and Prometheus make a few requests a second), and
+ * every answer closes its connection. This keeps an HTTP server library (and its TLS
+ * library) out of the sidecar: the proxy's TLS is OpenSSL's, and this port is plain.
+ */
 struct admin {
 	struct admin_options o;
 	json_t *probes; /* path -> {"httpGet": {...}} or {"tcpSocket": {...}} */
-	struct httpd *httpd;
+	int fd;
+	int port;
+	int wake[2]; /* admin_stop writes here to end the accept thread */
+	pthread_t thread;
+	bool started;
+	_Atomic int conns;
 };
+
+/* One answer, formed by a handler. */
+struct admin_response {
+	int status;
+	const char *type;
+	char *body; /* malloc'd */
+	size_t len;
+	const char *allow;
+};
+
+static void admin_text(struct admin_response *res, int status, const char *type,
+                       const char *text)
+{
+	res->status = status;
+	res->type = type;
+	res->body = strdup(text);
+	res->len = res->body != NULL ? strlen(text) : 0;
+}
 
 /* A TCP connect to 127.0.0.1:port within the probe timeout. */
 static bool admin_tcp_probe(int port)
@@ -93,7 +134,7 @@ static bool admin_http_probe(json_t *get)
 	return ok;
 }
 
-static void admin_probe(struct admin *a, const char *path, struct httpd_response *res)
+static void admin_probe(struct admin *a, const char *path, struct admin_response *res)
 {
 	json_t *probe = json_object_get(a->probes, path);
 	json_t *get = json_object_get(probe, "httpGet");
@@ -101,34 +142,222 @@ static void admin_probe(struct admin *a, const char *path, struct httpd_response
 	bool ok;
 
 	if (probe == NULL) {
-		httpd_text(res, 404, "text/plain", "no such probe\n");
+		admin_text(res, 404, "text/plain", "no such probe\n");
 		return;
 	}
 	if (get != NULL)
 		ok = admin_http_probe(get);
 	else
 		ok = admin_tcp_probe((int)json_integer_value(json_object_get(tcp, "port")));
-	httpd_text(res, ok ? 200 : 503, "text/plain", ok ? "ok\n" : "probe failed\n");
+	admin_text(res, ok ? 200 : 503, "text/plain", ok ? "ok\n" : "probe failed\n");
 }
 
-static void admin_handle(void *arg, const struct httpd_request *req, struct httpd_response *res)
+static void admin_handle(struct admin *a, const char *method, const char *path,
+                        struct admin_response *res)
 {
-	struct admin *a = arg;
-
-	if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
-		httpd_json_error(res, 405, "method_not_allowed", "use GET");
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+		admin_text(res, 405, "text/plain", "use GET\n");
 		res->allow = "GET, HEAD";
-	} else if (strcmp(req->path, "/healthz/ready") == 0) {
+	} else if (strcmp(path, "/healthz/ready") == 0) {
 		bool ready = a->o.ready(a->o.arg);
 
-		httpd_text(res, ready ? 200 : 503, "text/plain", ready ? "ready\n" : "not ready\n");
-	} else if (strcmp(req->path, "/metrics") == 0) {
-		httpd_metrics(res, a->o.metrics, a->o.arg);
-	} else if (strncmp(req->path, ADMIN_PROBE_PREFIX, strlen(ADMIN_PROBE_PREFIX)) == 0) {
-		admin_probe(a, req->path, res);
+		admin_text(res, ready ? 200 : 503, "text/plain", ready ? "ready\n" : "not ready\n");
+	} else if (strcmp(path, "/metrics") == 0) {
+		FILE *f = open_memstream(&res->body, &res->len);
+
+		if (f == NULL) {
+			admin_text(res, 500, "text/plain", "out of memory\n");
+			return;
+		}
+		a->o.metrics(f, a->o.arg);
+		if (fclose(f) != 0) {
+			free(res->body);
+			admin_text(res, 500, "text/plain", "out of memory\n");
+			return;
+		}
+		res->status = 200;
+		res->type = "text/plain; version=0.0.4; charset=utf-8";
+	} else if (strncmp(path, ADMIN_PROBE_PREFIX, strlen(ADMIN_PROBE_PREFIX)) == 0) {
+		admin_probe(a, path, res);
 	} else {
-		httpd_json_error(res, 404, "not_found", "no such path");
+		admin_text(res, 404, "text/plain", "no such path\n");
 	}
+}
+
+static const char *admin_reason(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 400: return "Bad Request";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 431: return "Request Header Fields Too Large";
+	case 503: return "Service Unavailable";
+	case 505: return "HTTP Version Not Supported";
+	default: return "Internal Server Error";
+	}
+}
+
+static void admin_send(int fd, const struct admin_response *res, bool head)
+{
+	char top[512];
+	int n = snprintf(top, sizeof(top),
+	                 "HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %zu\r\n%s%s%s"
+	                 "connection: close\r\n\r\n",
+	                 res->status, admin_reason(res->status), res->type, res->len,
+	                 res->allow != NULL ? "allow: " : "", res->allow != NULL ? res->allow : "",
+	                 res->allow != NULL ? "\r\n" : "");
+	size_t off = 0;
+
+	if (n < 0 || (size_t)n >= sizeof(top))
+		return;
+	while (off < (size_t)n) {
+		ssize_t w = send(fd, top + off, (size_t)n - off, MSG_NOSIGNAL);
+
+		if (w <= 0)
+			return;
+		off += (size_t)w;
+	}
+	for (off = 0; !head && off < res->len;) {
+		ssize_t w = send(fd, res->body + off, res->len - off, MSG_NOSIGNAL);
+
+		if (w <= 0)
+			return;
+		off += (size_t)w;
+	}
+}
+
+struct admin_conn {
+	struct admin *a;
+	int fd;
+};
+
+/* One connection: read a head, answer it, close. */
+static void *admin_conn_main(void *arg)
+{
+	struct admin_conn *c = arg;
+	static __thread struct http1_request req;
+	char buf[ADMIN_HEAD_MAX];
+	size_t len = 0, scan = 0;
+	long head = 0;
+	struct http1_error why = { 0 };
+	struct admin_response res = { .type = "text/plain" };
+	char method[16] = "", path[1024];
+
+	while (head == 0 && len < sizeof(buf)) {
+		ssize_t n = recv(c->fd, buf + len, sizeof(buf) - len, 0);
+
+		if (n <= 0) {
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+				admin_text(&res, 408, "text/plain", "request timeout\n");
+			goto send;
+		}
+		len += (size_t)n;
+		head = http1_head_end(buf, len, sizeof(buf), &scan, &why);
+	}
+	if (head <= 0 || http1_parse_request(buf, (size_t)head, &req, &why) < 0) {
+		if (why.status == 0)
+			why.status = 431;
+		admin_text(&res, why.status, "text/plain", "malformed request\n");
+		goto send;
+	}
+	snprintf(method, sizeof(method), "%.*s", (int)req.method.len, req.method.p);
+	snprintf(path, sizeof(path), "%.*s", (int)req.path.len, req.path.p);
+	admin_handle(c->a, method, path, &res);
+send:
+	if (res.status != 0)
+		admin_send(c->fd, &res, strcmp(method, "HEAD") == 0 && res.status == 200);
+	free(res.body);
+	close(c->fd);
+	atomic_fetch_sub(&c->a->conns, 1);
+	free(c);
+	return NULL;
+}
+
+static void *admin_accept_main(void *arg)
+{
+	struct admin *a = arg;
+	struct pollfd pfd[2] = { { .fd = a->fd, .events = POLLIN },
+		                 { .fd = a->wake[0], .events = POLLIN } };
+
+	for (;;) {
+		struct admin_conn *c;
+		struct timeval tv = { .tv_sec = ADMIN_IO_TIMEOUT_S };
+		pthread_attr_t attr;
+		pthread_t t;
+		int fd;
+
+		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (pfd[1].revents != 0)
+			break;
+		if (!(pfd[0].revents & POLLIN))
+			continue;
+		if (atomic_load(&a->conns) >= ADMIN_MAX_CONNS) {
+			usleep(10 * 1000); /* the busy ones end within the timeouts */
+			continue;
+		}
+		fd = accept4(a->fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE)
+				usleep(100 * 1000); /* no descriptors: wait rather than spin */
+			continue;
+		}
+		(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		c = malloc(sizeof(*c));
+		if (c == NULL) {
+			close(fd);
+			continue;
+		}
+		c->a = a;
+		c->fd = fd;
+		atomic_fetch_add(&a->conns, 1);
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		pthread_attr_setstacksize(&attr, 256 * 1024);
+		if (pthread_create(&t, &attr, admin_conn_main, c) != 0) {
+			atomic_fetch_sub(&a->conns, 1);
+			close(fd);
+			free(c);
+		}
+		pthread_attr_destroy(&attr);
+	}
+	return NULL;
+}
+
+/* A listening socket for "host:port". */
+static int admin_listen(struct admin *a, const char *listen_on, struct err *e)
+{
+	char host[256];
+	const char *colon = strrchr(listen_on, ':');
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE |
+		                                                            AI_NUMERICHOST },
+	                *ai = NULL;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int one = 1, rc;
+
+	if (colon == NULL || (size_t)(colon - listen_on) >= sizeof(host))
+		return err_set(e, -EINVAL, "admin: \"%s\" is not ADDRESS:PORT", listen_on);
+	memcpy(host, listen_on, (size_t)(colon - listen_on));
+	host[colon - listen_on] = '\0';
+	rc = getaddrinfo(host, colon + 1, &hints, &ai);
+	if (rc != 0)
+		return err_set(e, -EINVAL, "admin: \"%s\": %s", listen_on, gai_strerror(rc));
+	a->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (a->fd < 0 || setsockopt(a->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(a->fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(a->fd, 64) < 0 ||
+	    getsockname(a->fd, (struct sockaddr *)&ss, &sl) < 0) {
+		rc = -errno;
+		freeaddrinfo(ai);
+		return err_set(e, rc, "admin: cannot listen on %s: %s", listen_on, strerror(-rc));
+	}
+	freeaddrinfo(ai);
+	a->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+	                                         : ((struct sockaddr_in *)&ss)->sin_port);
+	return 0;
 }
 
 /* Checks MESHLET_APP_PROBES: an object of "/app-health/..." paths to one probe action each. */
@@ -169,18 +398,19 @@ struct admin *admin_start(const struct admin_options *o, struct err *e)
 		return NULL;
 	}
 	a->o = *o;
-	if (admin_load_probes(a, o->app_probes, e) < 0)
+	a->fd = a->wake[0] = a->wake[1] = -1;
+	if (admin_load_probes(a, o->app_probes, e) < 0 || admin_listen(a, o->listen, e) < 0)
 		goto fail;
-	a->httpd = httpd_start(&(struct httpd_options){ .name = "meshlet-proxy admin",
-	                                                .listen = o->listen,
-	                                                .max_body = 0,
-	                                                .timeout = 10,
-	                                                .max_connections = 64,
-	                                                .handler = admin_handle,
-	                                                .arg = a },
-	                       e);
-	if (a->httpd == NULL)
+	if (pipe2(a->wake, O_CLOEXEC) < 0) {
+		err_set(e, -errno, "admin: %s", strerror(errno));
 		goto fail;
+	}
+	if (pthread_create(&a->thread, NULL, admin_accept_main, a) != 0) {
+		err_set(e, -EAGAIN, "admin: cannot start its thread");
+		goto fail;
+	}
+	a->started = true;
+	log_info("admin listening", LOG_STR("address", o->listen), LOG_INT("port", a->port));
 	return a;
 fail:
 	admin_stop(a);
@@ -189,14 +419,28 @@ fail:
 
 int admin_port(const struct admin *a)
 {
-	return httpd_port(a->httpd);
+	return a->port;
 }
 
 void admin_stop(struct admin *a)
 {
 	if (a == NULL)
 		return;
-	httpd_stop(a->httpd);
+	if (a->started) {
+		(void)!write(a->wake[1], "x", 1);
+		pthread_join(a->thread, NULL);
+	}
+	/* Connections still being answered end by themselves within their timeouts. */
+	for (int i = 0; i < 100 && atomic_load(&a->conns) > 0; i++)
+		usleep(20 * 1000);
+	if (a->fd >= 0)
+		close(a->fd);
+	if (a->wake[0] >= 0)
+		close(a->wake[0]);
+	if (a->wake[1] >= 0)
+		close(a->wake[1]);
+	if (atomic_load(&a->conns) > 0)
+		return; /* a connection still uses a: the process is ending, leave it */
 	json_decref(a->probes);
 	free(a);
 }

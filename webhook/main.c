@@ -1,5 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* meshlet-webhook's entry point: the commands serve and inject. */
+#include <stdio.h>
+
+#include <microhttpd.h>
+
 #include "meshlet/cli.h"
 
 #include "offline.h"
@@ -24,6 +28,15 @@ static const char usage[] =
     "  -h, --help           show this help\n"
     "  -V, --version        show the version and the libraries in use\n";
 
+/* For --version: the HTTP server library this daemon serves HTTPS with. */
+static const char *main_http_library(void)
+{
+	static char text[64];
+
+	snprintf(text, sizeof(text), "libmicrohttpd %s", MHD_get_version());
+	return text;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct cli_command commands[] = {
@@ -37,6 +50,7 @@ int main(int argc, char **argv)
 		.schema = &settings_schema,
 		.settings_size = sizeof(struct settings),
 		.commands = commands,
+		.http_library = main_http_library,
 	};
 
 	return cli_main(argc, argv, &program);

@@ -35,6 +35,9 @@ struct cli_program {
 	const struct config_schema *schema; /* its configuration keys */
 	size_t settings_size;               /* the size of the struct the schema fills */
 	const struct cli_command *commands; /* NULL-named row ends it; may be NULL */
+	/* "libmicrohttpd X.Y.Z" for --version, or NULL: a program that serves no HTTPS does
+	 * not link an HTTP server library at all. */
+	const char *(*http_library)(void);
 };
 
 /*
@@ -45,7 +48,7 @@ struct cli_program {
 int cli_main(int argc, char **argv, const struct cli_program *p);
 
 /* cli_version - print "PROG VERSION" and the versions of the libraries in use. */
-void cli_version(const char *prog, FILE *f);
+void cli_version(const struct cli_program *p, FILE *f);
 
 /*
  * cli_check_config - load path into obj (zeroed by the caller) through schema, run its

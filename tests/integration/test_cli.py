@@ -26,7 +26,15 @@ def test_version(program):
     assert r.returncode == 0
     first, second = r.stdout.splitlines()
     assert first == f"{program} {VERSION}"
-    assert "OpenSSL 3" in second and "libmicrohttpd" in second and "libyaml" in second
+    assert "OpenSSL 3" in second and "jansson" in second and "libyaml" in second
+    # Only the HTTPS daemons link an HTTP server library; the sidecar does not.
+    assert ("libmicrohttpd" in second) == (program != "meshlet-proxy"), second
+
+
+def test_the_sidecar_links_no_http_server_library():
+    r = run(["ldd", binary("meshlet-proxy")])
+    assert r.returncode == 0
+    assert "libmicrohttpd" not in r.stdout and "libgnutls" not in r.stdout, r.stdout
 
 
 def test_unknown_option_and_command(program):
