@@ -28,6 +28,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
     do_GET = do_POST = answer
 
 
-server = http.server.ThreadingHTTPServer(("0.0.0.0", PORT), Handler)
+class Server(http.server.ThreadingHTTPServer):
+    request_queue_size = 1024  # socketserver's 5 would leave bursts to TCP retransmissions
+
+
+server = Server(("0.0.0.0", PORT), Handler)
 print("ready", flush=True)
 server.serve_forever()

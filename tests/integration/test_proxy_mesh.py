@@ -77,7 +77,9 @@ class H(http.server.BaseHTTPRequestHandler):
         self.answer("")
     def do_POST(self):
         self.answer(self.rfile.read(int(self.headers.get("Content-Length", 0))).decode())
-s = http.server.ThreadingHTTPServer(("0.0.0.0", port), H)
+class S(http.server.ThreadingHTTPServer):
+    request_queue_size = 1024  # not 5: bursts of connections are not left to TCP retries
+s = S(("0.0.0.0", port), H)
 print("ready", flush=True)
 s.serve_forever()
 """

@@ -14,7 +14,7 @@ import pytest
 
 from cahelp import CADir, CAServer
 from conftest import binary, run
-from test_proxy_run import Proxy, free_port, wait_for
+from test_proxy_run import Proxy, Server, free_port, wait_for
 
 CLIENT = "example.org/ns/default/sa/client"
 
@@ -55,7 +55,7 @@ class App:
 
             do_GET = do_POST = do_DELETE = answer
 
-        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.http = Server(("127.0.0.1", 0), Handler)
         self.port = self.http.server_address[1]
         threading.Thread(target=self.http.serve_forever, daemon=True).start()
 

@@ -55,6 +55,12 @@ def assert_refused(ctx, port):
                 raise ConnectionResetError("closed without an answer")
 
 
+class Server(http.server.ThreadingHTTPServer):
+    """socketserver's listen backlog is 5: a burst of connections beyond it waits for TCP
+    retransmissions (seconds), which looks like a stuck proxy. Take them all."""
+    request_queue_size = 1024
+
+
 class Backend:
     """An HTTP server, and a raw TCP echo/sink server for byte-exact checks."""
 
@@ -70,12 +76,12 @@ class Backend:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.http = Server(("127.0.0.1", 0), Handler)
         self.http_port = self.http.server_address[1]
         threading.Thread(target=self.http.serve_forever, daemon=True).start()
         self.tcp = socket.socket()
         self.tcp.bind(("127.0.0.1", 0))
-        self.tcp.listen(64)
+        self.tcp.listen(1024)
         self.tcp_port = self.tcp.getsockname()[1]
         threading.Thread(target=self.hash_server, daemon=True).start()
 
