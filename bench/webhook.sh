@@ -5,10 +5,11 @@
 # floor: nginx answering the same POST with a fixed 2 KB body over TLS, in the same run.
 # A lone client's p99 shows the server time per review without queueing.
 #
-# Usage: bench/webhook.sh [-c CONNECTIONS] [-t THREADS] [-d SECONDS]
+# Usage: [BUILD=build] bench/webhook.sh [-c CONNECTIONS] [-t THREADS] [-d SECONDS]
 # Needs: a build (make), wrk, nginx and openssl (make deps-bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
 
 conns=32 threads=2 duration=10
 while getopts "c:t:d:h" opt; do
@@ -23,7 +24,7 @@ for tool in wrk nginx openssl; do
 	command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] ||
 		{ echo "bench/webhook.sh: $tool is missing: run make deps-bench" >&2; exit 1; }
 done
-[ -x build/bin/meshlet-webhook ] || { echo "bench/webhook.sh: run make first" >&2; exit 1; }
+[ -x "$BUILD"/bin/meshlet-webhook ] || { echo "bench/webhook.sh: run make first" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/meshlet-bench-webhook.XXXXXX)
 pids=()
@@ -34,11 +35,11 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-build/bin/meshlet-ca init --dir "$work/ca" --trust-domain bench.local >/dev/null
-build/bin/meshlet-ca issue --dir "$work/ca" --dns localhost --out "$work/serving" >/dev/null
+"$BUILD"/bin/meshlet-ca init --dir "$work/ca" --trust-domain bench.local >/dev/null
+"$BUILD"/bin/meshlet-ca issue --dir "$work/ca" --dns localhost --out "$work/serving" >/dev/null
 printf 'mesh:\n  trust_bundle_file: %s\naudit_file: %s\n' "$work/ca/root-cert.pem" \
 	"$work/audit.log" >"$work/webhook.yaml"
-build/bin/meshlet-webhook serve --config "$work/webhook.yaml" --listen 127.0.0.1:0 \
+"$BUILD"/bin/meshlet-webhook serve --config "$work/webhook.yaml" --listen 127.0.0.1:0 \
 	--tls-cert "$work/serving.crt" --tls-key "$work/serving.key" >/dev/null 2>"$work/webhook.log" &
 pids+=($!)
 webhook_pid=$!

@@ -9,6 +9,8 @@
 #include "meshlet/log.h"
 
 #include "inject.h"
+#include "jparse.h"
+#include "jwrite.h"
 #include "patch.h"
 
 /* The rest of the contract with meshlet-proxy: where it finds what the pod gives it. */
@@ -25,6 +27,11 @@
 
 static const char *const inject_volume_names[] = { "meshlet-token", "meshlet-certs",
 	                                           "meshlet-podinfo", "meshlet-policy" };
+#define INJECT_N_VOLUMES (sizeof(inject_volume_names) / sizeof(inject_volume_names[0]))
+
+/* A number as the text of a JSON literal: INJECT_STR(INJECT_PORT_ADMIN) is "15021". */
+#define INJECT_STR_(x) #x
+#define INJECT_STR(x)  INJECT_STR_(x)
 
 /* ---- the injector ---- */
 
@@ -41,12 +48,30 @@ struct injector {
 	struct settings_quantity cpu_request, memory_request, cpu_limit, memory_limit;
 	struct settings_ports include_inbound, exclude_inbound, exclude_outbound;
 	struct settings_cidrs include_outbound_cidrs, exclude_outbound_cidrs;
+	/*
+	 * What no annotation changes, written as JSON text once: the volumes, the proxy's env
+	 * up to the log level ("[{...},...,{...}]": the trust bundle is escaped here, not per
+	 * pod) and the meshlet.io/status annotation's value ([0] classic, [1] native).
+	 */
+	char *volume_text[INJECT_N_VOLUMES];
+	size_t volume_len[INJECT_N_VOLUMES];
+	char *proxy_env;
+	size_t proxy_env_len;
+	char *status_text[2];
+	size_t status_len[2];
 };
+
+static int inject_parts_new(struct injector *in);
 
 void injector_free(struct injector *in)
 {
 	if (in == NULL)
 		return;
+	for (size_t i = 0; i < INJECT_N_VOLUMES; i++)
+		free(in->volume_text[i]);
+	free(in->proxy_env);
+	free(in->status_text[0]);
+	free(in->status_text[1]);
 	for (size_t i = 0; i < in->n_ignore; i++)
 		free(in->ignore_ns[i]);
 	free(in->ignore_ns);
@@ -166,6 +191,8 @@ struct injector *injector_new(const struct settings *cfg, const char *trust_bund
 		rc = err_set(e, ERR_INJECT_SETTINGS, "a proxy or capture setting %s", le.msg);
 		goto out;
 	}
+	if (inject_parts_new(in) < 0)
+		goto nomem;
 	return in;
 nomem:
 	rc = err_set(e, -ENOMEM, "out of memory");
@@ -707,20 +734,54 @@ static json_int_t inject_probe_port(const json_t *container, const json_t *port)
 }
 
 /*
+ * The replacement of the probe orig: the same but for its handler (type, and any other
+ * httpGet member), which is an httpGet of health on the proxy's admin port, last. As JSON
+ * text, malloc'd, or NULL when out of memory.
+ */
+static char *inject_probe_text(json_t *orig, const char *type, const char *health, size_t *len)
+{
+	struct jwrite w;
+	bool first = true;
+
+	jwrite_init(&w, 512);
+	jwrite_lit(&w, "{");
+	for (void *it = json_object_iter(orig); it != NULL; it = json_object_iter_next(orig, it)) {
+		const char *key = json_object_iter_key(it);
+
+		if (strcmp(key, type) == 0 || strcmp(key, "httpGet") == 0)
+			continue;
+		if (!first)
+			jwrite_lit(&w, ",");
+		first = false;
+		jwrite_string(&w, key, json_object_iter_key_len(it));
+		jwrite_lit(&w, ":");
+		jwrite_value(&w, json_object_iter_value(it));
+	}
+	if (!first)
+		jwrite_lit(&w, ",");
+	jwrite_lit(&w, "\"httpGet\":{\"path\":");
+	jwrite_str(&w, health);
+	jwrite_lit(&w, ",\"port\":" INJECT_STR(INJECT_PORT_ADMIN) ",\"scheme\":\"HTTP\"}}");
+	return jwrite_take(&w, len);
+}
+
+/*
  * Points the httpGet and tcpSocket probes of one container (list[idx]) at the proxy's
  * admin port: a replace of that probe, with only its handler changed, and the original
  * handler (its port as a number) saved in probes under the new path.
  */
-static int inject_rewrite_container(const json_t *c, const char *list, size_t idx, json_t *patch,
-                                    json_t *probes, struct inject_result *r)
+static int inject_rewrite_container(const json_t *c, const char *list, size_t idx,
+                                    struct patch *patch, json_t *probes, struct inject_result *r)
 {
 	const char *cname = inject_string(c, "name");
-	json_t *saved = NULL, *handler = NULL, *probe = NULL;
+	json_t *saved = NULL, *handler = NULL;
+	char *probe = NULL;
+	size_t probe_len;
 	char path[PATCH_POINTER_MAX], health[PATCH_POINTER_MAX], q[300];
 	int rc = 0;
 
 	for (size_t k = 0; k < sizeof(inject_probe_kinds) / sizeof(inject_probe_kinds[0]); k++) {
-		const json_t *orig = json_object_get(c, inject_probe_kinds[k].field);
+		json_t *orig = json_object_get(c, inject_probe_kinds[k].field);
 		const json_t *http = json_object_get(orig, "httpGet");
 		const json_t *tcp = json_object_get(orig, "tcpSocket");
 		const json_t *action = json_is_object(http) ? http : tcp;
@@ -768,28 +829,26 @@ static int inject_rewrite_container(const json_t *c, const char *list, size_t id
 		         inject_probe_kinds[k].field);
 		handler = json_deep_copy(action);
 		saved = json_object();
-		probe = json_deep_copy(orig);
+		probe = inject_probe_text(orig, type, health, &probe_len);
 		rc = -ENOMEM;
 		if (handler == NULL || saved == NULL || probe == NULL ||
 		    json_object_set_new(handler, "port", json_integer(port)) < 0 ||
-		    json_object_set(saved, type, handler) < 0 || json_object_del(probe, type) < 0 ||
-		    json_object_set_new(probe, "httpGet",
-		                        json_pack("{s:s, s:i, s:s}", "path", health, "port",
-		                                  INJECT_PORT_ADMIN, "scheme", "HTTP")) < 0 ||
+		    json_object_set(saved, type, handler) < 0 ||
 		    json_object_set(probes, health, saved) < 0)
 			goto out;
-		rc = patch_op(patch, "replace", path, probe);
-		probe = NULL;
+		rc = patch_op(patch, "replace", path, probe, probe_len);
 		if (rc < 0)
 			goto out;
 		json_decref(handler);
 		json_decref(saved);
+		free(probe);
 		handler = saved = NULL;
+		probe = NULL;
 	}
 out:
 	json_decref(handler);
 	json_decref(saved);
-	json_decref(probe);
+	free(probe);
 	return rc;
 }
 
@@ -806,32 +865,49 @@ static json_t *inject_env_field(const char *name, const char *field)
 	                 field);
 }
 
-static json_t *inject_resources(const struct inject_opts *o)
+/* An env entry {"name": name, "value": value}, as text. */
+static void inject_write_env(struct jwrite *w, const char *name, const char *value)
 {
-	json_t *res = json_pack("{s:{s:s, s:s}}", "requests", "cpu", o->cpu_request.text, "memory",
-	                        o->memory_request.text);
-	json_t *limits = json_object();
-
-	if (res == NULL || limits == NULL ||
-	    (o->cpu_limit.text[0] != '\0' &&
-	     json_object_set_new(limits, "cpu", json_string(o->cpu_limit.text)) < 0) ||
-	    (o->memory_limit.text[0] != '\0' &&
-	     json_object_set_new(limits, "memory", json_string(o->memory_limit.text)) < 0) ||
-	    (json_object_size(limits) > 0 && json_object_set(res, "limits", limits) < 0)) {
-		json_decref(res);
-		res = NULL;
-	}
-	json_decref(limits);
-	return res;
+	jwrite_lit(w, "{\"name\":");
+	jwrite_str(w, name);
+	jwrite_lit(w, ",\"value\":");
+	jwrite_str(w, value);
+	jwrite_lit(w, "}");
 }
 
-static json_t *inject_init_container(const struct injector *in, const struct inject_opts *o)
+static void inject_write_resources(struct jwrite *w, const struct inject_opts *o)
+{
+	bool cpu = o->cpu_limit.text[0] != '\0', memory = o->memory_limit.text[0] != '\0';
+
+	jwrite_lit(w, "{\"requests\":{\"cpu\":");
+	jwrite_str(w, o->cpu_request.text);
+	jwrite_lit(w, ",\"memory\":");
+	jwrite_str(w, o->memory_request.text);
+	jwrite_lit(w, "}");
+	if (cpu || memory) {
+		jwrite_lit(w, ",\"limits\":{");
+		if (cpu) {
+			jwrite_lit(w, "\"cpu\":");
+			jwrite_str(w, o->cpu_limit.text);
+		}
+		if (memory) {
+			if (cpu)
+				jwrite_lit(w, ",");
+			jwrite_lit(w, "\"memory\":");
+			jwrite_str(w, o->memory_limit.text);
+		}
+		jwrite_lit(w, "}");
+	}
+	jwrite_lit(w, "}");
+}
+
+static void inject_write_init(const struct injector *in, const struct inject_opts *o,
+                              struct jwrite *w)
 {
 	struct settings_ports exclude_inbound = o->exclude_inbound;
 	char inc_in[SETTINGS_PORTS_MAX * 6 + 8], exc_in[(SETTINGS_PORTS_MAX + 2) * 6 + 8];
 	char exc_out[SETTINGS_PORTS_MAX * 6 + 8];
 	char inc_cidr[SETTINGS_CIDRS_MAX * 48 + 8], exc_cidr[SETTINGS_CIDRS_MAX * 48 + 8];
-	json_t *args, *c = NULL;
 
 	/* The proxy's own ports are reached directly, never through the redirect. */
 	settings_ports_add(&exclude_inbound, INJECT_PORT_TUNNEL);
@@ -842,93 +918,124 @@ static json_t *inject_init_container(const struct injector *in, const struct inj
 	settings_cidrs_format(&o->include_outbound_cidrs, inc_cidr, sizeof(inc_cidr));
 	settings_cidrs_format(&o->exclude_outbound_cidrs, exc_cidr, sizeof(exc_cidr));
 
-	args = json_pack("[s,s, s,s, s,s, s,s, s,s, s,s]", "--proxy-uid", "1337", "--proxy-gid",
-	                 "1337", "--inbound-port", "15006", "--outbound-port", "15001",
-	                 "--include-inbound-ports", inc_in, "--exclude-inbound-ports", exc_in);
-	if (args == NULL ||
-	    (exc_out[0] != '\0' &&
-	     (json_array_append_new(args, json_string("--exclude-outbound-ports")) < 0 ||
-	      json_array_append_new(args, json_string(exc_out)) < 0)) ||
-	    json_array_append_new(args, json_string("--include-outbound-cidrs")) < 0 ||
-	    json_array_append_new(args, json_string(inc_cidr)) < 0 ||
-	    (exc_cidr[0] != '\0' &&
-	     (json_array_append_new(args, json_string("--exclude-outbound-cidrs")) < 0 ||
-	      json_array_append_new(args, json_string(exc_cidr)) < 0))) {
-		json_decref(args);
-		return NULL;
+	jwrite_lit(w, "{\"name\":\"" INJECT_INIT_NAME "\",\"image\":");
+	jwrite_str(w, o->image);
+	jwrite_lit(w, ",\"imagePullPolicy\":");
+	jwrite_str(w, in->pull_policy);
+	jwrite_lit(
+	    w,
+	    ",\"command\":[\"meshlet-proxy\",\"init\"],\"args\":["
+	    "\"--proxy-uid\",\"" INJECT_STR(
+	        INJECT_PROXY_UID) "\","
+	                          "\"--proxy-gid\",\"" INJECT_STR(
+	                              INJECT_PROXY_GID) "\","
+	                                                "\"--inbound-port\",\"" INJECT_STR(
+	                                                    INJECT_PORT_INBOUND) "\","
+	                                                                         "\"--outbound-"
+	                                                                         "port\","
+	                                                                         "\"" INJECT_STR(
+	                                                                             INJECT_PORT_OUTBOUND) "\","
+	                                                                                                   "\"--include-inbound-ports\",");
+	jwrite_str(w, inc_in);
+	jwrite_lit(w, ",\"--exclude-inbound-ports\",");
+	jwrite_str(w, exc_in);
+	if (exc_out[0] != '\0') {
+		jwrite_lit(w, ",\"--exclude-outbound-ports\",");
+		jwrite_str(w, exc_out);
 	}
-	c = json_pack("{s:s, s:s, s:s, s:[s,s], s:o,"
-	              " s:{s:{s:s, s:s}, s:{s:s, s:s}},"
-	              " s:{s:{s:[s,s], s:[s]}, s:i, s:i, s:b, s:b, s:b, s:b}}",
-	              "name", INJECT_INIT_NAME, "image", o->image, "imagePullPolicy",
-	              in->pull_policy, "command", "meshlet-proxy", "init", "args", args,
-	              "resources", "requests", "cpu", "10m", "memory", "16Mi", "limits", "cpu",
-	              "100m", "memory", "32Mi", "securityContext", "capabilities", "add",
-	              "NET_ADMIN", "NET_RAW", "drop", "ALL", "runAsUser", 0, "runAsGroup", 0,
-	              "runAsNonRoot", 0, "allowPrivilegeEscalation", 0, "readOnlyRootFilesystem", 1,
-	              "privileged", 0);
-	return c;
+	jwrite_lit(w, ",\"--include-outbound-cidrs\",");
+	jwrite_str(w, inc_cidr);
+	if (exc_cidr[0] != '\0') {
+		jwrite_lit(w, ",\"--exclude-outbound-cidrs\",");
+		jwrite_str(w, exc_cidr);
+	}
+	jwrite_lit(w, "],"
+	              "\"resources\":{\"requests\":{\"cpu\":\"10m\",\"memory\":\"16Mi\"},"
+	              "\"limits\":{\"cpu\":\"100m\",\"memory\":\"32Mi\"}},"
+	              "\"securityContext\":{"
+	              "\"capabilities\":{\"add\":[\"NET_ADMIN\",\"NET_RAW\"],\"drop\":[\"ALL\"]},"
+	              "\"runAsUser\":0,\"runAsGroup\":0,\"runAsNonRoot\":false,"
+	              "\"allowPrivilegeEscalation\":false,\"readOnlyRootFilesystem\":true,"
+	              "\"privileged\":false}}");
 }
 
-static json_t *inject_proxy_container(const struct injector *in, const struct inject_opts *o,
-                                      const json_t *probes)
+/* The proxy container; probes holds the app's rewritten probes, for the proxy to run. */
+static int inject_write_proxy(const struct injector *in, const struct inject_opts *o,
+                              json_t *probes, struct jwrite *w)
 {
-	json_t *env = NULL, *c = NULL, *resources = NULL;
 	char *probes_text = NULL;
+	struct jwrite pw;
 
-	env =
-	    json_pack("[o,o,o,o,o,o,o,o,o]", inject_env_field("MESHLET_POD_NAME", "metadata.name"),
-	              inject_env_field("MESHLET_POD_NAMESPACE", "metadata.namespace"),
-	              inject_env_field("MESHLET_POD_IP", "status.podIP"),
-	              inject_env_field("MESHLET_SERVICE_ACCOUNT", "spec.serviceAccountName"),
-	              inject_env_value("MESHLET_CA_ADDRESS", in->ca_address),
-	              inject_env_value("MESHLET_TRUST_DOMAIN", in->trust_domain),
-	              inject_env_value("MESHLET_TRUST_BUNDLE", in->bundle),
-	              inject_env_value("MESHLET_TOKEN_FILE", INJECT_TOKEN_DIR "/token"),
-	              inject_env_value("MESHLET_LOG_LEVEL", log_level_names[o->log_level]));
-	if (env == NULL)
-		goto out;
 	if (json_object_size(probes) > 0) {
-		probes_text = json_dumps(probes, JSON_COMPACT);
-		if (probes_text == NULL ||
-		    json_array_append_new(env,
-		                          inject_env_value("MESHLET_APP_PROBES", probes_text)) < 0)
-			goto out;
+		jwrite_init(&pw, 512);
+		jwrite_value(&pw, probes);
+		probes_text = jwrite_take(&pw, NULL);
+		if (probes_text == NULL)
+			return -ENOMEM;
 	}
-	resources = inject_resources(o);
-	if (resources == NULL)
-		goto out;
-	c = json_pack(
-	    "{s:s, s:s, s:s, s:[s,s],"
-	    " s:[{s:i, s:s, s:s}, {s:i, s:s, s:s}], s:O,"
-	    " s:{s:{s:s, s:i, s:s}},"
-	    " s:{s:{s:s, s:i, s:s}, s:i, s:i},"
-	    " s:O,"
-	    " s:{s:i, s:i, s:b, s:b, s:b, s:{s:[s]}, s:b},"
-	    " s:[{s:s, s:s, s:b}, {s:s, s:s}, {s:s, s:s, s:b}, {s:s, s:s, s:b}]}",
-	    "name", INJECT_PROXY_NAME, "image", o->image, "imagePullPolicy", in->pull_policy,
-	    "command", "meshlet-proxy", "run", "ports", "containerPort", INJECT_PORT_TUNNEL, "name",
-	    "meshlet-tunnel", "protocol", "TCP", "containerPort", INJECT_PORT_ADMIN, "name",
-	    "meshlet-admin", "protocol", "TCP", "env", env, "readinessProbe", "httpGet", "path",
-	    "/healthz/ready", "port", INJECT_PORT_ADMIN, "scheme", "HTTP", "startupProbe",
-	    "httpGet", "path", "/healthz/ready", "port", INJECT_PORT_ADMIN, "scheme", "HTTP",
-	    "periodSeconds", 1, "failureThreshold", INJECT_STARTUP_FAILURES, "resources", resources,
-	    "securityContext", "runAsUser", INJECT_PROXY_UID, "runAsGroup", INJECT_PROXY_GID,
-	    "runAsNonRoot", 1, "allowPrivilegeEscalation", 0, "readOnlyRootFilesystem", 1,
-	    "capabilities", "drop", "ALL", "privileged", 0, "volumeMounts", "name", "meshlet-token",
-	    "mountPath", INJECT_TOKEN_DIR, "readOnly", 1, "name", "meshlet-certs", "mountPath",
-	    INJECT_CERTS_DIR, "name", "meshlet-podinfo", "mountPath", INJECT_PODINFO_DIR,
-	    "readOnly", 1, "name", "meshlet-policy", "mountPath", INJECT_POLICY_DIR, "readOnly", 1);
-	if (c != NULL && o->native_sidecar &&
-	    json_object_set_new(c, "restartPolicy", json_string("Always")) < 0) {
-		json_decref(c);
-		c = NULL;
+	jwrite_lit(w, "{\"name\":\"" INJECT_PROXY_NAME "\",\"image\":");
+	jwrite_str(w, o->image);
+	jwrite_lit(w, ",\"imagePullPolicy\":");
+	jwrite_str(w, in->pull_policy);
+	jwrite_lit(w, ",\"command\":[\"meshlet-proxy\",\"run\"],\"ports\":["
+	              "{\"containerPort\":" INJECT_STR(
+	                  INJECT_PORT_TUNNEL) ","
+	                                      "\"name\":\"meshlet-tunnel\",\"protocol\":\"TCP\"},"
+	                                      "{\"containerPort\":" INJECT_STR(
+	                                          INJECT_PORT_ADMIN) ","
+	                                                             "\"name\":\"meshlet-admin\","
+	                                                             "\"protocol\":\"TCP\"}],"
+	                                                             "\"env\":");
+	/* The shared entries, without their closing ']'. */
+	jwrite_raw(w, in->proxy_env, in->proxy_env_len - 1);
+	jwrite_lit(w, ",");
+	inject_write_env(w, "MESHLET_LOG_LEVEL", log_level_names[o->log_level]);
+	if (probes_text != NULL) {
+		jwrite_lit(w, ",");
+		inject_write_env(w, "MESHLET_APP_PROBES", probes_text);
 	}
-out:
+	jwrite_lit(
+	    w, "],\"readinessProbe\":{\"httpGet\":{\"path\":\"/healthz/ready\","
+	       "\"port\":" INJECT_STR(
+	           INJECT_PORT_ADMIN) ",\"scheme\":\"HTTP\"}},"
+	                              "\"startupProbe\":{\"httpGet\":{\"path\":\"/healthz/ready\","
+	                              "\"port\":" INJECT_STR(
+	                                  INJECT_PORT_ADMIN) ",\"scheme\":\"HTTP\"},"
+	                                                     "\"periodSeconds\":1,"
+	                                                     "\"failureThreshold\":" INJECT_STR(
+	                                                         INJECT_STARTUP_FAILURES) "},"
+	                                                                                  "\"resour"
+	                                                                                  "ces\":");
+	inject_write_resources(w, o);
+	jwrite_lit(
+	    w,
+	    ",\"securityContext\":{"
+	    "\"runAsUser\":" INJECT_STR(
+	        INJECT_PROXY_UID) ","
+	                          "\"runAsGroup\":" INJECT_STR(
+	                              INJECT_PROXY_GID) ","
+	                                                "\"runAsNonRoot\":true,"
+	                                                "\"allowPrivilegeEscalation\":false,"
+	                                                "\"readOnlyRootFilesystem\":true,"
+	                                                "\"capabilities\":{\"drop\":[\"ALL\"]},"
+	                                                "\"privileged\":false},"
+	                                                "\"volumeMounts\":["
+	                                                "{\"name\":\"meshlet-token\",\"mountPath\":"
+	                                                "\"" INJECT_TOKEN_DIR "\","
+	                                                "\"readOnly\":true},"
+	                                                "{\"name\":\"meshlet-certs\",\"mountPath\":"
+	                                                "\"" INJECT_CERTS_DIR "\"},"
+	                                                "{\"name\":\"meshlet-podinfo\","
+	                                                "\"mountPath\":\"" INJECT_PODINFO_DIR "\","
+	                                                "\"readOnly\":true},"
+	                                                "{\"name\":\"meshlet-policy\","
+	                                                "\"mountPath\":\"" INJECT_POLICY_DIR "\","
+	                                                "\"readOnly\":true}]");
+	if (o->native_sidecar)
+		jwrite_lit(w, ",\"restartPolicy\":\"Always\"");
+	jwrite_lit(w, "}");
 	free(probes_text);
-	json_decref(env);
-	json_decref(resources);
-	return c;
+	return 0;
 }
 
 static json_t *inject_volumes(const struct injector *in)
@@ -962,6 +1069,58 @@ static char *inject_status(bool native)
 	return text;
 }
 
+/* JSON text of a jansson value, malloc'd, into *text and *len. Takes v. */
+static int inject_text_of(json_t *v, char **text, size_t *len)
+{
+	struct jwrite w;
+
+	if (v == NULL)
+		return -ENOMEM;
+	jwrite_init(&w, 0);
+	jwrite_value(&w, v);
+	json_decref(v);
+	*text = jwrite_take(&w, len);
+	return *text != NULL ? 0 : -ENOMEM;
+}
+
+/* Writes the parts of struct injector that every pod shares. Returns 0 or -ENOMEM. */
+static int inject_parts_new(struct injector *in)
+{
+	json_t *volumes = inject_volumes(in);
+	char *status;
+	struct jwrite w;
+	int rc = 0;
+
+	for (size_t i = 0; i < INJECT_N_VOLUMES && rc == 0; i++)
+		rc = inject_text_of(json_incref(json_array_get(volumes, i)), &in->volume_text[i],
+		                    &in->volume_len[i]);
+	json_decref(volumes);
+	if (rc == 0)
+		rc = inject_text_of(
+		    json_pack(
+		        "[o,o,o,o,o,o,o,o]", inject_env_field("MESHLET_POD_NAME", "metadata.name"),
+		        inject_env_field("MESHLET_POD_NAMESPACE", "metadata.namespace"),
+		        inject_env_field("MESHLET_POD_IP", "status.podIP"),
+		        inject_env_field("MESHLET_SERVICE_ACCOUNT", "spec.serviceAccountName"),
+		        inject_env_value("MESHLET_CA_ADDRESS", in->ca_address),
+		        inject_env_value("MESHLET_TRUST_DOMAIN", in->trust_domain),
+		        inject_env_value("MESHLET_TRUST_BUNDLE", in->bundle),
+		        inject_env_value("MESHLET_TOKEN_FILE", INJECT_TOKEN_DIR "/token")),
+		    &in->proxy_env, &in->proxy_env_len);
+	for (int native = 0; native < 2 && rc == 0; native++) {
+		status = inject_status(native);
+		if (status == NULL)
+			return -ENOMEM;
+		jwrite_init(&w, 0);
+		jwrite_str(&w, status);
+		free(status);
+		in->status_text[native] = jwrite_take(&w, &in->status_len[native]);
+		if (in->status_text[native] == NULL)
+			rc = -ENOMEM;
+	}
+	return rc;
+}
+
 /*
  * Step 6: the patch. Its operations, in this order:
  *   1. probe rewrites, each a replace of one probe at the index the pod has now (so they
@@ -976,7 +1135,7 @@ static char *inject_status(bool native)
  *   5. the annotations meshlet.io/status and (when the pod names none)
  *      kubectl.kubernetes.io/default-container: the first app container, so that
  *      `kubectl logs` and `kubectl exec` do not land in the proxy.
- * Each absent array or object is added whole (patch.h).
+ * Each absent array or object is added whole (patch.h). The patch is written as text.
  */
 static int inject_build(const struct injector *in, const struct inject_pod *p,
                         const struct inject_opts *o, struct inject_result *r)
@@ -985,18 +1144,23 @@ static int inject_build(const struct injector *in, const struct inject_pod *p,
 	static const char *const containers_path[] = { "spec", "containers" };
 	static const char *const volumes_path[] = { "spec", "volumes" };
 	static const char *const annotations_path[] = { "metadata", "annotations" };
-	json_t *patch = json_array(), *probes = json_object();
-	json_t *init = NULL, *proxy = NULL, *members = NULL;
-	char *status = NULL;
-	size_t i;
+	json_t *probes = json_object();
+	struct patch patch;
+	struct jwrite init, proxy, name;
+	struct patch_value items[2], volumes[INJECT_N_VOLUMES], members[2];
+	size_t i, n_members = 0;
 	int rc = -ENOMEM;
 
-	if (patch == NULL || probes == NULL)
+	patch_init(&patch);
+	jwrite_init(&init, 1024);
+	jwrite_init(&proxy, 4096 + in->proxy_env_len);
+	jwrite_init(&name, 64);
+	if (probes == NULL)
 		goto out;
 	if (o->rewrite_probes) {
 		for (i = 0; i < json_array_size(p->containers); i++) {
 			rc = inject_rewrite_container(json_array_get(p->containers, i),
-			                              "containers", i, patch, probes, r);
+			                              "containers", i, &patch, probes, r);
 			if (rc < 0)
 				goto out;
 		}
@@ -1009,65 +1173,70 @@ static int inject_build(const struct injector *in, const struct inject_pod *p,
 			const char *policy = inject_string(c, "restartPolicy");
 
 			if (policy != NULL && strcmp(policy, "Always") == 0 &&
-			    (rc = inject_rewrite_container(c, "initContainers", i, patch, probes,
+			    (rc = inject_rewrite_container(c, "initContainers", i, &patch, probes,
 			                                   r)) < 0)
 				goto out;
 		}
 	}
 	rc = -ENOMEM;
-	init = inject_init_container(in, o);
-	proxy = inject_proxy_container(in, o, probes);
-	status = inject_status(o->native_sidecar);
-	members = json_object();
-	if (init == NULL || proxy == NULL || status == NULL || members == NULL)
+	inject_write_init(in, o, &init);
+	if (inject_write_proxy(in, o, probes, &proxy) < 0 || init.failed || proxy.failed)
 		goto out;
+	items[0] = (struct patch_value){ .text = init.buf, .len = init.len };
+	items[1] = (struct patch_value){ .text = proxy.buf, .len = proxy.len };
 	if (o->native_sidecar) {
-		rc = patch_insert(patch, p->pod, init_path, 2, 0, json_pack("[o,o]", init, proxy));
-		init = proxy = NULL;
+		rc = patch_insert(&patch, p->pod, init_path, 2, 0, items, 2);
 	} else {
-		rc = patch_insert(patch, p->pod, init_path, 2, PATCH_END, json_pack("[o]", init));
-		init = NULL;
+		rc = patch_insert(&patch, p->pod, init_path, 2, PATCH_END, &items[0], 1);
 		if (rc == 0)
-			rc = patch_insert(patch, p->pod, containers_path, 2, PATCH_END,
-			                  json_pack("[o]", proxy));
-		proxy = NULL;
+			rc = patch_insert(&patch, p->pod, containers_path, 2, PATCH_END, &items[1],
+			                  1);
 	}
 	if (rc < 0)
 		goto out;
-	rc = patch_insert(patch, p->pod, volumes_path, 2, PATCH_END, inject_volumes(in));
+	for (i = 0; i < INJECT_N_VOLUMES; i++)
+		volumes[i] =
+		    (struct patch_value){ .text = in->volume_text[i], .len = in->volume_len[i] };
+	rc = patch_insert(&patch, p->pod, volumes_path, 2, PATCH_END, volumes, INJECT_N_VOLUMES);
 	if (rc < 0)
 		goto out;
+	members[n_members++] = (struct patch_value){ .key = INJECT_STATUS_KEY,
+		                                     .text = in->status_text[o->native_sidecar],
+		                                     .len = in->status_len[o->native_sidecar] };
+	if (json_object_get(p->annotations, INJECT_DEFAULT_CONTAINER) == NULL) {
+		jwrite_str(&name, inject_string(json_array_get(p->containers, 0), "name"));
+		rc = -ENOMEM;
+		if (name.failed)
+			goto out;
+		members[n_members++] = (struct patch_value){ .key = INJECT_DEFAULT_CONTAINER,
+			                                     .text = name.buf,
+			                                     .len = name.len };
+	}
+	rc = patch_add_members(&patch, p->pod, annotations_path, 2, members, n_members);
+	if (rc < 0)
+		goto out;
+	r->patch_ops = patch.ops;
+	r->patch_text = patch_finish(&patch, &r->patch_len);
 	rc = -ENOMEM;
-	if (json_object_set_new(members, INJECT_STATUS_KEY, json_string(status)) < 0 ||
-	    (json_object_get(p->annotations, INJECT_DEFAULT_CONTAINER) == NULL &&
-	     json_object_set_new(
-	         members, INJECT_DEFAULT_CONTAINER,
-	         json_string(inject_string(json_array_get(p->containers, 0), "name"))) < 0))
+	if (r->patch_text == NULL)
 		goto out;
-	rc = patch_add_members(patch, p->pod, annotations_path, 2, members);
-	members = NULL;
-	if (rc < 0)
-		goto out;
-	r->patch = patch;
-	patch = NULL;
 	inject_decide(r, INJECT_INJECTED, "injected", "injected %s as a %s: %.400s",
 	              INJECT_PROXY_NAME, o->native_sidecar ? "native sidecar" : "classic sidecar",
 	              o->why);
 	rc = 0;
 out:
-	json_decref(patch);
+	patch_free(&patch);
+	jwrite_free(&init);
+	jwrite_free(&proxy);
+	jwrite_free(&name);
 	json_decref(probes);
-	json_decref(init);
-	json_decref(proxy);
-	json_decref(members);
-	free(status);
 	return rc;
 }
 
 /* ---- the entry points ---- */
 
-int injector_pod(const struct injector *in, const json_t *pod, const char *namespace_,
-                 struct inject_result *out)
+int injector_pod_text(const struct injector *in, const json_t *pod, const char *namespace_,
+                      struct inject_result *out)
 {
 	struct inject_pod p;
 	struct inject_opts *o = NULL;
@@ -1103,12 +1272,34 @@ out:
 	return 0;
 }
 
+int injector_pod(const struct injector *in, const json_t *pod, const char *namespace_,
+                 struct inject_result *out)
+{
+	struct jparse_error e;
+	int rc = injector_pod_text(in, pod, namespace_, out);
+
+	if (rc < 0 || out->patch_text == NULL)
+		return rc;
+	out->patch = jparse_load(out->patch_text, out->patch_len, &e);
+	if (out->patch == NULL) {
+		/* The text is ours and valid: only memory can be missing. */
+		inject_result_clear(out);
+		snprintf(out->message, sizeof(out->message), "%s", err_str(-ENOMEM));
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 void inject_result_clear(struct inject_result *r)
 {
 	json_decref(r->patch);
 	json_decref(r->warnings);
+	free(r->patch_text);
 	r->patch = NULL;
 	r->warnings = NULL;
+	r->patch_text = NULL;
+	r->patch_len = 0;
+	r->patch_ops = 0;
 }
 
 json_t *inject_apply_patch(const json_t *doc, const json_t *patch, struct err *e)

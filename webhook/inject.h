@@ -106,7 +106,10 @@ struct inject_result {
 	 */
 	char reason[48];
 	char message[512]; /* a sentence for the user and the audit log: why */
-	json_t *patch;     /* JSON Patch array when injected, else NULL */
+	json_t *patch;     /* JSON Patch array when injected, else NULL (injector_pod only) */
+	char *patch_text;  /* the same patch as JSON text, when injected, else NULL */
+	size_t patch_len;  /* its length */
+	size_t patch_ops;  /* how many operations it has */
 	json_t *warnings;  /* array of strings for the user, never NULL after success */
 };
 
@@ -123,6 +126,14 @@ struct inject_result {
  */
 int injector_pod(const struct injector *in, const json_t *pod, const char *namespace_,
                  struct inject_result *out);
+
+/*
+ * injector_pod_text - as injector_pod, but the patch comes as text only (patch_text,
+ * patch_len, patch_ops; patch stays NULL): the server sends it as it is, base64-encoded,
+ * without building jansson values for it.
+ */
+int injector_pod_text(const struct injector *in, const json_t *pod, const char *namespace_,
+                      struct inject_result *out);
 
 /* inject_result_clear - drop the patch and warnings of r; r may then be reused. */
 void inject_result_clear(struct inject_result *r);

@@ -49,20 +49,49 @@ int patch_pointer(const char *const *segs, size_t n, char *buf, size_t size)
 	return 0;
 }
 
-int patch_op(json_t *patch, const char *op, const char *path, json_t *value)
+void patch_init(struct patch *p)
 {
-	json_t *o = json_object();
+	jwrite_init(&p->w, 8192);
+	jwrite_lit(&p->w, "[");
+	p->ops = 0;
+}
 
-	if (o == NULL || json_object_set_new(o, "op", json_string(op)) < 0 ||
-	    json_object_set_new(o, "path", json_string(path)) < 0 ||
-	    (value != NULL && json_object_set(o, "value", value) < 0) ||
-	    json_array_append_new(patch, o) < 0) {
-		json_decref(value);
-		json_decref(o);
-		return -ENOMEM;
+void patch_free(struct patch *p)
+{
+	jwrite_free(&p->w);
+	p->ops = 0;
+}
+
+char *patch_finish(struct patch *p, size_t *len)
+{
+	jwrite_lit(&p->w, "]");
+	p->ops = 0;
+	return jwrite_take(&p->w, len);
+}
+
+/* Writes {"op":op,"path":path and then ,"value": (the caller writes it and the '}') or '}'. */
+static void patch_begin(struct patch *p, const char *op, const char *path, bool value)
+{
+	if (p->ops++ > 0)
+		jwrite_lit(&p->w, ",");
+	jwrite_lit(&p->w, "{\"op\":");
+	jwrite_str(&p->w, op);
+	jwrite_lit(&p->w, ",\"path\":");
+	jwrite_str(&p->w, path);
+	if (value)
+		jwrite_lit(&p->w, ",\"value\":");
+	else
+		jwrite_lit(&p->w, "}");
+}
+
+int patch_op(struct patch *p, const char *op, const char *path, const char *value, size_t len)
+{
+	patch_begin(p, op, path, value != NULL);
+	if (value != NULL) {
+		jwrite_raw(&p->w, value, len);
+		jwrite_lit(&p->w, "}");
 	}
-	json_decref(value);
-	return 0;
+	return p->w.failed ? -ENOMEM : 0;
 }
 
 /*
@@ -92,34 +121,44 @@ static int patch_walk(const json_t *doc, const char *const *segs, size_t n, size
 }
 
 /*
- * Adds value as the missing part of segs, whole: segs[0 .. found-1] exist, so the add
- * goes to segs[0 .. found] with value wrapped in one object per deeper key. Takes value.
+ * Adds the values as the missing part of segs, whole: segs[0 .. found-1] exist, so the add
+ * goes to segs[0 .. found], its value the object (members) or array (items) of the values
+ * wrapped in one object per deeper key.
  */
-static int patch_add_missing(json_t *patch, const char *const *segs, size_t n, size_t found,
-                             json_t *value)
+static int patch_add_missing(struct patch *p, const char *const *segs, size_t n, size_t found,
+                             const struct patch_value *v, size_t nv, bool members)
 {
 	char path[PATCH_POINTER_MAX];
 	int rc;
 
-	for (size_t k = n - 1; k > found; k--) {
-		json_t *wrap = json_object();
-
-		if (wrap == NULL || json_object_set_new(wrap, segs[k], value) < 0) {
-			json_decref(wrap);
-			return -ENOMEM;
-		}
-		value = wrap;
-	}
 	rc = patch_pointer(segs, found + 1, path, sizeof(path));
-	if (rc < 0) {
-		json_decref(value);
+	if (rc < 0)
 		return rc;
+	patch_begin(p, "add", path, true);
+	for (size_t k = found + 1; k < n; k++) {
+		jwrite_lit(&p->w, "{");
+		jwrite_str(&p->w, segs[k]);
+		jwrite_lit(&p->w, ":");
 	}
-	return patch_op(patch, "add", path, value);
+	jwrite_raw(&p->w, members ? "{" : "[", 1);
+	for (size_t i = 0; i < nv; i++) {
+		if (i > 0)
+			jwrite_lit(&p->w, ",");
+		if (members) {
+			jwrite_str(&p->w, v[i].key);
+			jwrite_lit(&p->w, ":");
+		}
+		jwrite_raw(&p->w, v[i].text, v[i].len);
+	}
+	jwrite_raw(&p->w, members ? "}" : "]", 1);
+	for (size_t k = found + 1; k < n; k++)
+		jwrite_lit(&p->w, "}");
+	jwrite_lit(&p->w, "}");
+	return p->w.failed ? -ENOMEM : 0;
 }
 
-int patch_add_members(json_t *patch, const json_t *doc, const char *const *segs, size_t n,
-                      json_t *members)
+int patch_add_members(struct patch *p, const json_t *doc, const char *const *segs, size_t n,
+                      const struct patch_value *members, size_t n_members)
 {
 	char base[PATCH_POINTER_MAX];
 	char path[PATCH_POINTER_MAX];
@@ -127,74 +166,61 @@ int patch_add_members(json_t *patch, const json_t *doc, const char *const *segs,
 	size_t found;
 	int rc;
 
-	if (!json_is_object(members) || n == 0) {
-		rc = -EINVAL;
-		goto out;
-	}
+	if (n == 0)
+		return -EINVAL;
 	rc = patch_walk(doc, segs, n, &found, &at);
 	if (rc < 0)
-		goto out;
+		return rc;
 	if (found < n)
-		return patch_add_missing(patch, segs, n, found, members);
-	if (!json_is_object(at)) {
-		rc = ERR_PATCH_PATH;
-		goto out;
-	}
+		return patch_add_missing(p, segs, n, found, members, n_members, true);
+	if (!json_is_object(at))
+		return ERR_PATCH_PATH;
 	rc = patch_pointer(segs, n, base, sizeof(base));
 	if (rc < 0)
-		goto out;
-	for (void *it = json_object_iter(members); it != NULL;
-	     it = json_object_iter_next(members, it)) {
+		return rc;
+	for (size_t i = 0; i < n_members; i++) {
 		memcpy(path, base, sizeof(path));
-		rc = patch_escape_into(path, sizeof(path), json_object_iter_key(it));
+		rc = patch_escape_into(path, sizeof(path), members[i].key);
 		if (rc < 0)
-			goto out;
-		rc = patch_op(patch, "add", path, json_incref(json_object_iter_value(it)));
+			return rc;
+		rc = patch_op(p, "add", path, members[i].text, members[i].len);
 		if (rc < 0)
-			goto out;
+			return rc;
 	}
-out:
-	json_decref(members);
-	return rc;
+	return 0;
 }
 
-int patch_insert(json_t *patch, const json_t *doc, const char *const *segs, size_t n, size_t at,
-                 json_t *items)
+int patch_insert(struct patch *p, const json_t *doc, const char *const *segs, size_t n, size_t at,
+                 const struct patch_value *items, size_t n_items)
 {
 	char base[PATCH_POINTER_MAX];
 	char path[PATCH_POINTER_MAX + 24];
 	const json_t *arr;
-	size_t found, i;
+	size_t found;
 	int rc;
 
-	if (!json_is_array(items) || n == 0) {
-		rc = -EINVAL;
-		goto out;
-	}
+	if (n == 0)
+		return -EINVAL;
 	rc = patch_walk(doc, segs, n, &found, &arr);
 	if (rc < 0)
-		goto out;
+		return rc;
 	if (found < n)
-		return patch_add_missing(patch, segs, n, found, items);
-	if (!json_is_array(arr) || (at != PATCH_END && at > json_array_size(arr))) {
-		rc = ERR_PATCH_PATH;
-		goto out;
-	}
+		return patch_add_missing(p, segs, n, found, items, n_items, false);
+	if (!json_is_array(arr) || (at != PATCH_END && at > json_array_size(arr)))
+		return ERR_PATCH_PATH;
 	rc = patch_pointer(segs, n, base, sizeof(base));
 	if (rc < 0)
-		goto out;
-	for (i = 0; i < json_array_size(items); i++) {
+		return rc;
+	for (size_t i = 0; i < n_items; i++) {
 		if (at == PATCH_END)
 			snprintf(path, sizeof(path), "%s/-", base);
 		else
 			snprintf(path, sizeof(path), "%s/%zu", base, at + i);
-		rc = patch_op(patch, "add", path, json_incref(json_array_get(items, i)));
+		rc = patch_op(p, "add", path, items[i].text, items[i].len);
 		if (rc < 0)
-			goto out;
+			return rc;
 	}
-out:
-	json_decref(items);
-	return rc;
+	return 0;
 }
 
 /* A JSON Pointer split into its unescaped keys, which point into one buffer. */

@@ -10,6 +10,8 @@
 
 #include "meshlet/err.h"
 
+#include "jwrite.h"
+
 /*
  * The builder's rules, which the API server holds us to:
  *   - an object or array that is absent (or null) is added whole, at the first missing
@@ -19,11 +21,12 @@
  *     inserted at an index or appended with "-";
  *   - keys are escaped as RFC 6901 says: '~' as "~0", '/' as "~1".
  * A pointer is given as an array of n raw (unescaped) keys from the document's root, such
- * as { "spec", "initContainers" }. Every builder function appends its operations to patch
- * (a JSON array) and takes the reference it is given to members or items, also when it
- * fails. They return 0, -ENOMEM, ERR_TRUNCATED (a pointer over PATCH_POINTER_MAX bytes) or
- * ERR_PATCH_PATH when an existing value on the way is not an object (or, at the end, not
- * the object or array asked for).
+ * as { "spec", "initContainers" }. The patch is written as JSON text as it is built (the
+ * webhook sends it as text, and building jansson values only to dump them was most of a
+ * review's time); the values are given as JSON text too. The builder functions return 0,
+ * -ENOMEM, ERR_TRUNCATED (a pointer over PATCH_POINTER_MAX bytes) or ERR_PATCH_PATH when
+ * an existing value on the way is not an object (or, at the end, not the object or array
+ * asked for). A patch that a call failed on is to be dropped.
  */
 
 /* The longest JSON Pointer the builder writes, in bytes with the NUL. */
@@ -31,6 +34,19 @@
 
 /* For patch_insert: append at the end of the array ("-"). */
 #define PATCH_END ((size_t)-1)
+
+/* A JSON Patch being written. */
+struct patch {
+	struct jwrite w; /* "[" and the operations so far */
+	size_t ops;      /* how many */
+};
+
+/* A value as JSON text, and for patch_add_members the (raw) key it is added under. */
+struct patch_value {
+	const char *key;
+	const char *text;
+	size_t len;
+};
 
 /*
  * patch_pointer - write the pointer to the n keys of segs ("/metadata/annotations") and a
@@ -45,30 +61,42 @@ int patch_pointer(const char *const *segs, size_t n, char *buf, size_t size);
  */
 int patch_escape_into(char *buf, size_t size, const char *key);
 
-/*
- * patch_op - append {"op": op, "path": path, "value": value} to patch; value is taken
- * (NULL for "remove"). Returns 0 or -ENOMEM.
- */
-int patch_op(json_t *patch, const char *op, const char *path, json_t *value);
+/* patch_init - an empty patch. */
+void patch_init(struct patch *p);
+
+/* patch_free - release what p holds. */
+void patch_free(struct patch *p);
 
 /*
- * patch_add_members - make each member of the object members a member of the object at
- * segs in doc: one add per member when that object exists, else one add of the missing
- * part, whole (say doc has no metadata.annotations: {"op":"add",
- * "path":"/metadata/annotations","value":members}). Members that the object already has
+ * patch_finish - the patch as JSON text ("[...]"), malloc'd and NUL-terminated, with its
+ * length in *len; p is left empty. NULL when memory ran out on the way.
+ */
+char *patch_finish(struct patch *p, size_t *len);
+
+/*
+ * patch_op - append {"op": op, "path": path, "value": the len bytes of JSON text value}
+ * (no value when value is NULL, for "remove"). Returns 0 or -ENOMEM.
+ */
+int patch_op(struct patch *p, const char *op, const char *path, const char *value, size_t len);
+
+/*
+ * patch_add_members - make the n_members values (with their keys, which must differ) members
+ * of the object at segs in doc: one add per member when that object exists, else one add of
+ * the missing part, whole (say doc has no metadata.annotations: {"op":"add",
+ * "path":"/metadata/annotations","value":{members}}). Members that the object already has
  * are overwritten by their add: the caller leaves out those it must keep.
  */
-int patch_add_members(json_t *patch, const json_t *doc, const char *const *segs, size_t n,
-                      json_t *members);
+int patch_add_members(struct patch *p, const json_t *doc, const char *const *segs, size_t n,
+                      const struct patch_value *members, size_t n_members);
 
 /*
- * patch_insert - put the items of the array items into the array at segs in doc: starting
- * at index at, one after the other (at must not be beyond the array's end), or appended
- * when at is PATCH_END. When the array is absent or null, the items are added as the whole
- * array, whatever at says.
+ * patch_insert - put the n_items values into the array at segs in doc: starting at index at,
+ * one after the other (at must not be beyond the array's end), or appended when at is
+ * PATCH_END. When the array is absent or null, the items are added as the whole array,
+ * whatever at says.
  */
-int patch_insert(json_t *patch, const json_t *doc, const char *const *segs, size_t n, size_t at,
-                 json_t *items);
+int patch_insert(struct patch *p, const json_t *doc, const char *const *segs, size_t n, size_t at,
+                 const struct patch_value *items, size_t n_items);
 
 /*
  * patch_apply - apply patch to a deep copy of doc and return the copy (a new reference),

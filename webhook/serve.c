@@ -13,6 +13,7 @@
 #include "meshlet/log.h"
 #include "meshlet/metrics.h"
 
+#include "jarena.h"
 #include "review.h"
 #include "serve.h"
 #include "settings.h"
@@ -184,6 +185,8 @@ int serve_main(int argc, char **argv)
 	if (cli_load_settings(&settings_schema, &cfg, config, flags, nflags) < 0)
 		goto out;
 	cli_log_apply("meshlet-webhook", &cfg.log);
+	/* Before any other thread runs: jansson's allocator is process-wide. */
+	jarena_install();
 	if (cfg.tls_cert_file == NULL) {
 		fprintf(stderr,
 		        PROG ": the webhook is HTTPS only: give --tls-cert and --tls-key (or "

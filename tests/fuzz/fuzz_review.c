@@ -7,11 +7,15 @@
 
 /*
  * The fuzz rule of the Makefile compiles only the harness and lib/, so the webhook's sources
- * come in as source: the review, the injector, its patch builder and its settings table.
+ * come in as source: the review, its JSON reader, writer and arena, the injector, its patch
+ * builder and its settings table.
  */
 #include "../../webhook/settings.c"
 #include "../../webhook/patch.c"
 #include "../../webhook/inject.c"
+#include "../../webhook/jarena.c"
+#include "../../webhook/jparse.c"
+#include "../../webhook/jwrite.c"
 #include "../../webhook/review.c"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -29,6 +33,8 @@ static struct injector *fuzz_injector(void)
 
 	if (in != NULL)
 		return in;
+	/* As the server does: the review's jansson values come from the per-thread arena. */
+	jarena_install();
 	if (config_init(&c, &settings_schema, &cfg) < 0 || c.nerrors != 0)
 		abort();
 	config_release(&c);
@@ -40,10 +46,37 @@ static struct injector *fuzz_injector(void)
 	return in;
 }
 
+/*
+ * The webhook reads JSON with its own reader: it must take exactly what jansson takes
+ * (strict, duplicates refused), and read it to the same values. jansson skips NUL bytes
+ * between tokens, which we refuse: inputs with one are left out of the comparison.
+ */
+static void fuzz_jparse_as_jansson(const uint8_t *data, size_t size)
+{
+	struct jparse_error e;
+	json_error_t je;
+	json_t *ours, *ref;
+
+	if (memchr(data, 0, size) != NULL)
+		return;
+	ours = jparse_load((const char *)data, size, &e);
+	ref = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, &je);
+	if ((ours == NULL) != (ref == NULL) || (ours != NULL && !json_equal(ours, ref))) {
+		fprintf(stderr, "fuzz_review: jparse %s (%s), jansson %s (%s)\n",
+		        ours != NULL ? "accepts" : "refuses", ours != NULL ? "" : e.text,
+		        ref != NULL ? "accepts" : "refuses", ref != NULL ? "" : je.text);
+		abort();
+	}
+	json_decref(ours);
+	json_decref(ref);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct review_result r;
 	json_t *answer;
+
+	fuzz_jparse_as_jansson(data, size);
 
 	review_handle(fuzz_injector(), (const char *)data, size, &r);
 	/* Every answer is JSON, and a 200 is an AdmissionReview with a response. */

@@ -97,6 +97,30 @@ static struct injector *injector_default(void)
 	return injector_with(NULL);
 }
 
+/*
+ * A patch from one builder call: members added to the object at segs when at is 0 and the
+ * values have keys, else items inserted at at. The patch, parsed, or a failed test.
+ */
+static json_t *build(const json_t *doc, const char *const *segs, size_t n, size_t at,
+                     const struct patch_value *v, size_t nv)
+{
+	struct patch p;
+	json_t *patch;
+	char *text;
+	size_t len;
+
+	patch_init(&p);
+	if (v[0].key != NULL)
+		assert_int_equal(patch_add_members(&p, doc, segs, n, v, nv), 0);
+	else
+		assert_int_equal(patch_insert(&p, doc, segs, n, at, v, nv), 0);
+	text = patch_finish(&p, &len);
+	assert_non_null(text);
+	patch = load(text);
+	free(text);
+	return patch;
+}
+
 /* Runs the injector on a pod written as JSON text. */
 static json_t *run(const struct injector *in, const char *pod_text, const char *ns,
                    struct inject_result *r)
@@ -518,8 +542,7 @@ static void test_annotation_keys_escaped(void **state)
 	assert_string_equal(buf, "/a~0b~1c/~01");
 	assert_int_equal(patch_pointer((const char *const[]){ "abcdef" }, 1, buf, 6),
 	                 ERR_TRUNCATED);
-	patch = json_array();
-	assert_int_equal(patch_add_members(patch, pod, segs, 2, load("{\"k~/\":\"v\"}")), 0);
+	patch = build(pod, segs, 2, 0, &(struct patch_value){ "k~/", "\"v\"", 3 }, 1);
 	assert_string_equal(json_string_value(json_object_get(json_array_get(patch, 0), "path")),
 	                    "/metadata/annotations/k~0~1");
 	doc = inject_apply_patch(pod, patch, &e);
@@ -530,8 +553,7 @@ static void test_annotation_keys_escaped(void **state)
 
 	/* A pod with no metadata at all: the whole of it is added. */
 	doc = load("{\"spec\":{\"containers\":[]}}");
-	patch = json_array();
-	assert_int_equal(patch_add_members(patch, doc, segs, 2, load("{\"k\":\"v\"}")), 0);
+	patch = build(doc, segs, 2, 0, &(struct patch_value){ "k", "\"v\"", 3 }, 1);
 	assert_string_equal(json_string_value(json_object_get(json_array_get(patch, 0), "path")),
 	                    "/metadata");
 	out = inject_apply_patch(doc, patch, &e);
@@ -1382,16 +1404,27 @@ static void test_builder_errors(void **state)
 	const char *segs[] = { "spec", "containers" };
 	json_t *doc = load("{\"spec\":{\"containers\":\"x\"}}");
 	json_t *doc2 = load("{\"spec\":{\"containers\":[1]}}");
-	json_t *patch = json_array();
+	const struct patch_value one = { NULL, "1", 1 }, a = { "a", "1", 1 };
+	const struct patch_value two_three[] = { { NULL, "2", 1 }, { NULL, "3", 1 } };
+	struct patch p;
+	json_t *patch;
+	char *text;
+	size_t len;
 
 	(void)state;
-	assert_int_equal(patch_insert(patch, doc, segs, 2, PATCH_END, load("[1]")), ERR_PATCH_PATH);
-	assert_int_equal(patch_add_members(patch, doc, segs, 2, load("{\"a\":1}")), ERR_PATCH_PATH);
-	assert_int_equal(patch_insert(patch, doc2, segs, 2, 2, load("[1]")), ERR_PATCH_PATH);
-	assert_int_equal(patch_insert(patch, doc2, segs, 2, 1, load("[2,3]")), 0);
+	patch_init(&p);
+	assert_int_equal(patch_insert(&p, doc, segs, 2, PATCH_END, &one, 1), ERR_PATCH_PATH);
+	assert_int_equal(patch_add_members(&p, doc, segs, 2, &a, 1), ERR_PATCH_PATH);
+	assert_int_equal(patch_insert(&p, doc2, segs, 2, 2, &one, 1), ERR_PATCH_PATH);
+	assert_int_equal(patch_insert(&p, doc2, segs, 2, 1, two_three, 2), 0);
+	text = patch_finish(&p, &len);
+	assert_non_null(text);
+	patch = load(text);
 	assert_string_equal(json_string_value(json_object_get(json_array_get(patch, 1), "path")),
 	                    "/spec/containers/2");
 	assert_int_equal(json_array_size(patch), 2);
+	assert_int_equal(p.ops, 0); /* patch_finish leaves it empty */
+	free(text);
 	json_decref(patch);
 	json_decref(doc);
 	json_decref(doc2);
