@@ -220,6 +220,8 @@ struct inject_opts {
 	bool cpu_request_set, memory_request_set, cpu_limit_set, memory_limit_set;
 	struct settings_ports include_inbound, exclude_inbound, exclude_outbound;
 	struct settings_cidrs include_outbound_cidrs, exclude_outbound_cidrs;
+	struct settings_ports http_ports; /* the app's HTTP/1.1 ports, for per-request policy */
+	bool http_ports_set;              /* by the annotation */
 	char why[448]; /* why the pod is injected */
 };
 
@@ -476,6 +478,7 @@ enum inject_ann {
 	ANN_REWRITE_PROBES,
 	ANN_PROXY_IMAGE,
 	ANN_LOG_LEVEL,
+	ANN_HTTP_PORTS,
 	ANN_COUNT_
 };
 
@@ -493,6 +496,7 @@ static const char *const inject_ann_names[ANN_COUNT_] = {
 	[ANN_REWRITE_PROBES] = "meshlet.io/rewrite-probes",
 	[ANN_PROXY_IMAGE] = "meshlet.io/proxy-image",
 	[ANN_LOG_LEVEL] = "meshlet.io/log-level",
+	[ANN_HTTP_PORTS] = "meshlet.io/http-ports",
 };
 
 static int inject_bool(const char *v, bool *out, struct err *e)
@@ -550,6 +554,9 @@ static int inject_ann_apply(enum inject_ann a, const char *v, struct inject_opts
 		return settings_image_check(v, e);
 	case ANN_LOG_LEVEL:
 		return inject_log_level(v, &o->log_level, e);
+	case ANN_HTTP_PORTS:
+		o->http_ports_set = true;
+		return settings_ports_parse(v, false, &o->http_ports, e);
 	case ANN_COUNT_:
 		break;
 	}
@@ -589,6 +596,34 @@ static void inject_check_resource(const char *what, const struct settings_quanti
 		inject_append(msg, size,
 		              "bad annotation %s: \"%s\" is less than the proxy's %s request %s",
 		              inject_ann_names[lim_ann], lim->text, what, req->text);
+}
+
+/*
+ * The app's ports that speak HTTP/1.1, as Istio reads a Service's ports: a container
+ * port named "http" or "http-<suffix>", or with appProtocol "http". The proxy decides
+ * policies per request there (MESHLET_HTTP_PORTS).
+ */
+static void inject_http_ports(const struct inject_pod *p, struct settings_ports *out)
+{
+	out->all = false;
+	out->n = 0;
+	for (size_t i = 0; i < json_array_size(p->containers); i++) {
+		const json_t *cports = json_object_get(json_array_get(p->containers, i), "ports");
+
+		for (size_t j = 0; j < json_array_size(cports); j++) {
+			const json_t *port = json_array_get(cports, j);
+			const char *name = inject_string(port, "name");
+			const char *proto = inject_string(port, "appProtocol");
+			json_int_t n = json_integer_value(json_object_get(port, "containerPort"));
+
+			if (n >= 1 && n <= 65535 &&
+			    ((name != NULL &&
+			      (strcmp(name, "http") == 0 || strncmp(name, "http-", 5) == 0)) ||
+			     (proto != NULL && strcmp(proto, "http") == 0)) &&
+			    out->n < SETTINGS_PORTS_MAX)
+				settings_ports_add(out, (uint16_t)n);
+		}
+	}
 }
 
 /* Step 4: the settings for this pod. Returns 0, 1 (denied) or -ENOMEM. */
@@ -649,6 +684,8 @@ static int inject_options(const struct injector *in, const struct inject_pod *p,
 	}
 	if (msg[0] != '\0')
 		return inject_decide(r, INJECT_DENIED, "bad_annotation", "%s", msg);
+	if (!o->http_ports_set)
+		inject_http_ports(p, &o->http_ports);
 	return 0;
 }
 
@@ -990,6 +1027,13 @@ static int inject_write_proxy(const struct injector *in, const struct inject_opt
 	jwrite_raw(w, in->proxy_env, in->proxy_env_len - 1);
 	jwrite_lit(w, ",");
 	inject_write_env(w, "MESHLET_LOG_LEVEL", log_level_names[o->log_level]);
+	if (o->http_ports.n > 0) {
+		char ports[SETTINGS_PORTS_MAX * 6 + 8];
+
+		settings_ports_format(&o->http_ports, ports, sizeof(ports));
+		jwrite_lit(w, ",");
+		inject_write_env(w, "MESHLET_HTTP_PORTS", ports);
+	}
 	if (probes_text != NULL) {
 		jwrite_lit(w, ",");
 		inject_write_env(w, "MESHLET_APP_PROBES", probes_text);
@@ -1098,14 +1142,16 @@ static int inject_parts_new(struct injector *in)
 	if (rc == 0)
 		rc = inject_text_of(
 		    json_pack(
-		        "[o,o,o,o,o,o,o,o]", inject_env_field("MESHLET_POD_NAME", "metadata.name"),
+		        "[o,o,o,o,o,o,o,o,o,o]", inject_env_field("MESHLET_POD_NAME", "metadata.name"),
 		        inject_env_field("MESHLET_POD_NAMESPACE", "metadata.namespace"),
 		        inject_env_field("MESHLET_POD_IP", "status.podIP"),
 		        inject_env_field("MESHLET_SERVICE_ACCOUNT", "spec.serviceAccountName"),
 		        inject_env_value("MESHLET_CA_ADDRESS", in->ca_address),
 		        inject_env_value("MESHLET_TRUST_DOMAIN", in->trust_domain),
 		        inject_env_value("MESHLET_TRUST_BUNDLE", in->bundle),
-		        inject_env_value("MESHLET_TOKEN_FILE", INJECT_TOKEN_DIR "/token")),
+		        inject_env_value("MESHLET_TOKEN_FILE", INJECT_TOKEN_DIR "/token"),
+		        inject_env_value("MESHLET_POLICY_PATHS", INJECT_POLICY_DIR),
+		        inject_env_value("MESHLET_POD_LABELS_FILE", INJECT_PODINFO_DIR "/labels")),
 		    &in->proxy_env, &in->proxy_env_len);
 	for (int native = 0; native < 2 && rc == 0; native++) {
 		status = inject_status(native);

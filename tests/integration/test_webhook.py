@@ -247,7 +247,41 @@ def test_classic_mode_by_annotation(hook):
     check_injected(p, after, native=False)
 
 
+def proxy_env(after):
+    everything = after["spec"].get("initContainers", []) + after["spec"]["containers"]
+    proxy = next(c for c in everything if c["name"] == "meshlet-proxy")
+    return {e["name"]: e.get("value") for e in proxy["env"]}
+
+
+def test_policy_settings_reach_the_proxy(hook):
+    """The proxy reads policies from the mounted ConfigMap, the pod's labels from the
+    downward API, and decides per request on the app's HTTP ports: container ports named
+    http or http-*, or with appProtocol http, as Istio reads a Service's ports."""
+    p = pod(containers=[
+        {"name": "web", "image": "nginx:1.25",
+         "ports": [{"name": "http", "containerPort": 8080},
+                   {"name": "http-admin", "containerPort": 9000},
+                   {"name": "grpc", "containerPort": 9090},
+                   {"name": "http2", "containerPort": 9091},
+                   {"name": "web", "containerPort": 8081, "appProtocol": "http"}]},
+        {"name": "db", "image": "postgres:16", "ports": [{"containerPort": 5432}]}])
+    after, _ = apply(hook.review(p), p)
+    env = proxy_env(after)
+    assert env["MESHLET_HTTP_PORTS"] == "8080,9000,8081"
+    assert env["MESHLET_POLICY_PATHS"] == "/etc/meshlet/policy"
+    assert env["MESHLET_POD_LABELS_FILE"] == "/etc/meshlet/podinfo/labels"
+    # The annotation overrides what the ports say.
+    p = pod(annotations={"meshlet.io/http-ports": "80,8080"})
+    env = proxy_env(apply(hook.review(p), p)[0])
+    assert env["MESHLET_HTTP_PORTS"] == "80,8080"
+    # No HTTP port: every port is decided per connection.
+    p = pod(containers=[{"name": "db", "image": "postgres:16",
+                         "ports": [{"name": "tcp-pg", "containerPort": 5432}]}])
+    assert "MESHLET_HTTP_PORTS" not in proxy_env(apply(hook.review(p), p)[0])
+
+
 @pytest.mark.parametrize("key,value", [
+    ("meshlet.io/http-ports", "http"),
     ("meshlet.io/exclude-outbound-ports", "80,99999"),
     ("meshlet.io/exclude-outbound-ip-ranges", "10.0.0.0/33"),
     ("meshlet.io/proxy-memory-limit", "lots"),
