@@ -503,7 +503,13 @@ EVP_PKEY *x509_read_key(const char *path, struct err *e)
 	if (fd < 0)
 		return NULL;
 	mode = (unsigned)(st.st_mode & 07777);
-	if (mode & 077) {
+	/*
+	 * Nobody else may touch a key, with one exception, PostgreSQL's for its server key: a
+	 * file owned by root may be readable by its group (0640, 0440), since root chose that
+	 * group. That is how Kubernetes mounts a Secret for a pod with an fsGroup: owned by
+	 * root, group fsGroup, mode 0440; only the pod's processes are in that group.
+	 */
+	if ((mode & 077) && !(st.st_uid == 0 && (mode & 077) == 040)) {
 		if (mode & 044)
 			verb = "read";
 		else if (mode & 022)

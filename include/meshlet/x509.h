@@ -50,7 +50,9 @@ STACK_OF(X509) *x509_parse_chain(const char *pem, size_t len, const char *what, 
  * certificate) are skipped. The mode of the file actually opened is checked (fstat on the
  * open descriptor, so a symlink is judged by its target) before a byte is read: if group
  * or others may read or write it, fails with ERR_KEY_PERMISSIONS and a message naming the
- * file, its mode and the chmod that fixes it. Other failures: -errno (-EISDIR for a
+ * file, its mode and the chmod that fixes it; except that a file owned by root may be
+ * readable (only) by its group, as PostgreSQL allows for its key and as Kubernetes mounts
+ * a Secret for a pod with an fsGroup (root, group fsGroup, 0440). Other failures: -errno (-EISDIR for a
  * directory, -EINVAL for anything but a regular file, -EFBIG beyond X509_FILE_MAX),
  * ERR_PEM_NO_KEY, ERR_PEM_KEY_ENCRYPTED, ERR_PEM_BAD_KEY (damaged, unsupported format or
  * more than one key). Returns NULL and fills e on failure; the caller frees the key with

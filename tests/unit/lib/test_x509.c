@@ -405,6 +405,26 @@ static void test_key_mode_0600_ok(void **state)
 	key = x509_read_key(put("key.pem", pem, 0400), &e);
 	assert_non_null(key);
 	EVP_PKEY_free(key);
+	/* Owned by root, readable by its group: how Kubernetes mounts a Secret with fsGroup. */
+	if (geteuid() == 0) {
+		const char *path = put("secret.pem", pem, 0440);
+
+		assert_int_equal(chown(path, 0, 1337), 0);
+		key = x509_read_key(path, &e);
+		assert_non_null(key);
+		EVP_PKEY_free(key);
+		assert_int_equal(chmod(path, 0640), 0);
+		key = x509_read_key(path, &e);
+		assert_non_null(key);
+		EVP_PKEY_free(key);
+		/* Not group write, and never others, even for root's files. */
+		assert_int_equal(chmod(path, 0460), 0);
+		assert_null(x509_read_key(path, &e));
+		assert_int_equal(e.code, ERR_KEY_PERMISSIONS);
+		assert_int_equal(chmod(path, 0444), 0);
+		assert_null(x509_read_key(path, &e));
+		assert_int_equal(e.code, ERR_KEY_PERMISSIONS);
+	}
 	assert_no_openssl_errors();
 	free(pem);
 }
@@ -419,6 +439,7 @@ static void test_key_mode_refused(void **state)
 		{ 0604, "0604", "read" },   { 0620, "0620", "write" },
 		{ 0602, "0602", "write" },  { 0666, "0666", "read" },
 		{ 0610, "0610", "access" }, { 0644 | S_ISVTX, "1644", "read" },
+		{ 0660, "0660", "read" },   { 0440 | 04, "0444", "read" },
 	};
 	char *pem = key_text(fx.leaf_key, PKCS8, NULL), want[512];
 	struct err e;
@@ -428,6 +449,9 @@ static void test_key_mode_refused(void **state)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		memset(&e, 0, sizeof(e));
 		path = put("loose.pem", pem, cases[i].mode);
+		/* Group read alone is allowed for root's files only: the tests' file is not root's. */
+		if (geteuid() == 0)
+			assert_int_equal(chown(path, 1000, 1000), 0);
 		assert_null(x509_read_key(path, &e));
 		assert_int_equal(e.code, ERR_KEY_PERMISSIONS);
 		snprintf(want, sizeof(want),
