@@ -187,6 +187,15 @@ def test_denied_and_allowed_requests_on_one_connection(pair):
     assert metric(pair["server"], "meshlet_proxy_policy_decisions_total") > 0
 
 
+def test_curl_gets_403_and_200_on_one_connection(pair):
+    """curl with two URLs reuses its connection: the denied request does not close it."""
+    base = f"http://127.0.0.1:{pair['ports']['cli']}"
+    r = run(["curl", "-sS", "--noproxy", "*", "-w", "%{http_code} %{num_connects}\n",
+             "-o", "/dev/null", f"{base}/admin/users", "-o", "/dev/null", f"{base}/api/items"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["403 1", "200 0"], r.stdout  # 0: the same connection
+
+
 def test_chunked_bodies_pass_unchanged(pair):
     conn = http.client.HTTPConnection("127.0.0.1", pair["ports"]["cli"], timeout=5)
     parts = [b"a" * 10, b"b" * 70000, b"c"]
