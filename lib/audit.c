@@ -11,6 +11,9 @@
 #include "meshlet/audit.h"
 #include "meshlet/time.h"
 
+/* Lines up to PIPE_BUF bytes are written by one atomic write(). */
+#define AUDIT_ATOMIC_MAX 4096
+
 struct audit {
 	int fd; /* the audit file, or -1 */
 	pthread_mutex_t lock;
@@ -74,14 +77,22 @@ int audit_write(struct audit *a, json_t *record)
 	json_decref(line);
 	len = strlen(text);
 	text[len] = '\n'; /* json_dumps's NUL becomes the line end */
-	pthread_mutex_lock(&a->lock);
+	/*
+	 * A line written by one write() never mixes with another thread's: appends to a
+	 * regular file are atomic, and so are pipe writes up to PIPE_BUF. So lines that fit
+	 * go out without the lock (two daemon threads would otherwise queue on it for every
+	 * request); longer ones, which a pipe may split, are written under it.
+	 */
+	if (len + 1 > AUDIT_ATOMIC_MAX)
+		pthread_mutex_lock(&a->lock);
 	rc = audit_put(STDOUT_FILENO, text, len + 1);
 	if (a->fd >= 0) {
 		rc2 = audit_put(a->fd, text, len + 1);
 		if (rc2 < 0)
 			rc = rc2;
 	}
-	pthread_mutex_unlock(&a->lock);
+	if (len + 1 > AUDIT_ATOMIC_MAX)
+		pthread_mutex_unlock(&a->lock);
 	free(text);
 	return rc;
 }
