@@ -14,12 +14,14 @@ import socket
 import ssl
 import stat
 import subprocess
+import tempfile
 import time
 import uuid
 
 import pytest
 import yaml
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from cahelp import claims, csr_pem, ec_key, jws, kid_of, write_key
 from conftest import ROOT, binary, run
@@ -421,21 +423,39 @@ def test_every_mounted_secret_and_configmap_exists(rendering):
             assert not any(n.startswith("meshlet-ca-root") for n in names)
 
 
+@needs_kubectl
+def test_secrets_are_mounted_for_the_pod_user(rendering):
+    """The kubelet makes Secret files owned by root, group fsGroup, mode defaultMode plus
+    0440; meshlet accepts group read on a key only in that case (root owns it). The pod
+    runs one container, no sidecar: nothing here needs Kubernetes 1.29's native sidecars
+    (manifests/README.md states 1.25)."""
+    for dep in rendering.all("Deployment"):
+        name = dep["metadata"]["name"]
+        pod = dep["spec"]["template"]["spec"]
+        psc = pod["securityContext"]
+        assert psc["runAsUser"] > 0 and psc["runAsGroup"] > 0, (name, psc)
+        assert psc["fsGroup"] > 0, (name, psc)
+        assert [c["name"] for c in all_containers(pod)] == [name]
+        for v in pod["volumes"]:
+            if "secret" not in v:
+                assert "emptyDir" not in v, (name, v)
+                continue
+            s = v["secret"]
+            keys = [i["key"] for i in s["items"]] if "items" in s else None
+            if keys is None or "tls.key" in keys:
+                assert s.get("defaultMode") in (0o440, 0o400), (name, v)
+                assert not [i for i in s.get("items", []) if "mode" in i], (name, v)
+            assert not s.get("optional"), (name, v)
+
+
 def secret_source(r, pod, container, path):
-    """Where the file at path comes from: (Secret name, key). Files under the copy-keys
-    directory are traced back through the sidecar's SRC:DST arguments."""
-    vol, _, rel = volume_of(pod, container, path)
-    if "emptyDir" in vol:
-        copier = [c for c in pod.get("initContainers", []) if c["name"] == "copy-keys"]
-        assert copier, f"{path} is in an emptyDir that nothing fills"
-        copier = copier[0]
-        assert copier["restartPolicy"] == "Always"
-        for pair in copier["args"]:
-            src, dst = pair.split(":")
-            if path.startswith(dst + "/"):
-                return secret_source(r, pod, copier, src + path[len(dst):])
-        raise AssertionError(f"copy-keys does not fill {path}: {copier['args']}")
-    assert "secret" in vol, (path, vol)
+    """Where the file at path comes from: (Secret name, key). It must be a Secret volume
+    mounted whole: with subPath the kubelet would never replace the file when the Secret
+    changes, and the daemons would keep an expired certificate."""
+    vol, mount, rel = volume_of(pod, container, path)
+    assert "secret" in vol, f"{path} is not in a Secret volume: {vol}"
+    assert "subPath" not in mount and "subPathExpr" not in mount, (path, mount)
+    assert mount.get("readOnly") is True, (path, mount)
     items = vol["secret"].get("items")
     if items:
         key = [i["key"] for i in items if i["path"] == rel]
@@ -569,36 +589,6 @@ def test_bootstrap_refuses_the_repository_and_bad_arguments(tmp_path):
     assert r.returncode == 1 and "/nonexistent is not an executable" in r.stderr
 
 
-def test_copy_keys_makes_private_copies_and_follows_changes(tmp_path):
-    """The sidecar script, on a Secret volume laid out as the kubelet does (..data)."""
-    src, dst = tmp_path / "secret", tmp_path / "run"
-    (src / "..2024").mkdir(parents=True)
-    (src / "..2024" / "tls.key").write_text("one\n")
-    os.chmod(src / "..2024" / "tls.key", 0o440)
-    os.symlink("..2024", src / "..data")
-    os.symlink("..data/tls.key", src / "tls.key")
-    env = dict(os.environ, COPY_KEYS_READY=str(dst / ".ready"), COPY_KEYS_INTERVAL="0.2")
-    dst.mkdir()
-    p = subprocess.Popen(["sh", str(MANIFESTS / "base/config/copy-keys.sh"),
-                          f"{src}:{dst}/tls"], env=env, stdout=subprocess.PIPE, text=True)
-    try:
-        wait_for(lambda: (dst / ".ready").exists())
-        copy = dst / "tls" / "tls.key"
-        assert copy.read_text() == "one\n"
-        assert stat.S_IMODE(copy.stat().st_mode) == 0o600
-        # The kubelet swaps ..data atomically when the Secret changes.
-        (src / "..2025").mkdir()
-        (src / "..2025" / "tls.key").write_text("two\n")
-        os.symlink("..2025", src / "..data.tmp")
-        os.rename(src / "..data.tmp", src / "..data")
-        wait_for(lambda: copy.read_text() == "two\n")
-        assert stat.S_IMODE(copy.stat().st_mode) == 0o600
-        assert not list((dst / "tls").glob(".*"))
-    finally:
-        p.terminate()
-        assert p.wait(timeout=5) == 0
-
-
 def wait_for(cond, timeout=10):
     deadline = time.time() + timeout
     while not cond():
@@ -608,43 +598,49 @@ def wait_for(cond, timeout=10):
 
 # --- the bootstrap install, run -----------------------------------------------------------
 
+# Laying Secret files out as the kubelet does (owner root, group fsGroup) and running the
+# daemons as the pod's user take root; without it the Secrets are laid out owner-only
+# (0400, the test's user), which proves less, and the test says so by skipping at its end.
+AS_KUBELET = os.geteuid() == 0 and shutil.which("setpriv") is not None
+NOT_AS_KUBELET = ("not root (or no setpriv): the Secret files were laid out owned by the "
+                  "test's user, mode 0400, and the daemons ran as that user, so the "
+                  "kubelet's fsGroup layout (owner root, group fsGroup, 0440) read by the "
+                  "pod's runAsUser went unchecked")
+
+
+@pytest.fixture
+def kubelet_dir():
+    """A directory that the pod's user may traverse (pytest's tmp_path is root's, 0700)."""
+    d = pathlib.Path(tempfile.mkdtemp(prefix="meshlet-kubelet-"))
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
 class PodOnDisk:
     """A Deployment's pod laid out under a directory as the kubelet would: each volume a
-    directory (Secrets with fsGroup's 0440, ConfigMaps), the copy-keys sidecar run first,
-    then the main container's command with the paths it names moved under the directory."""
+    directory written as the kubelet's atomic writer does (a timestamped directory,
+    ..data and a link per file), Secret files owned by root, group fsGroup, mode
+    defaultMode plus 0440; then the main container's command with the paths it names
+    moved under the directory, run as the pod's runAsUser and runAsGroup with fsGroup as
+    a supplementary group, as the container runtime would."""
 
     def __init__(self, r, name, root, config_edit=None, extra=()):
         self.r, self.root = r, root
         pod = r.deployment(name)["spec"]["template"]["spec"]
-        self.vols = {}
+        assert not pod.get("initContainers"), (name, pod["initContainers"])
+        psc = pod["securityContext"]
+        self.user = (psc["runAsUser"], psc["runAsGroup"], psc["fsGroup"])
+        (root / "volumes").mkdir(mode=0o755, parents=True)
+        self.vols, self.specs = {}, {}
         for v in pod["volumes"]:
             d = root / "volumes" / v["name"]
-            d.mkdir(parents=True)
-            self.vols[v["name"]] = d
+            d.mkdir()
+            self.vols[v["name"]], self.specs[v["name"]] = d, v
             if "secret" in v or "configMap" in v:
                 kind = "Secret" if "secret" in v else "ConfigMap"
                 ref = v["secret"]["secretName"] if kind == "Secret" else v["configMap"]["name"]
-                obj = r.exact(kind, ref)
-                data = obj["data"]
-                src = v.get("secret", v.get("configMap"))
-                items = src.get("items") or [{"key": k, "path": k} for k in data]
-                for i in items:
-                    raw = data[i["key"]]
-                    (d / i["path"]).write_bytes(base64.b64decode(raw) if kind == "Secret"
-                                                else raw.encode())
-                    os.chmod(d / i["path"], src.get("defaultMode", 0o644) | 0o440)
-        self.procs = []
-        for c in pod.get("initContainers", []):
-            assert c["name"] == "copy-keys"
-            env = dict(os.environ, COPY_KEYS_READY=self.host(c, "/run/meshlet/.ready"),
-                       COPY_KEYS_INTERVAL="1")
-            cmd = [self.host(c, a) if a.startswith("/etc/") else a for a in c["command"]]
-            args = [":".join(self.host(c, p) for p in a.split(":")) for a in c["args"]]
-            self.procs.append(subprocess.Popen(cmd + args, env=env,
-                                               stdout=subprocess.DEVNULL))
-            probe = c["startupProbe"]["exec"]["command"]
-            wait_for(lambda: subprocess.run(
-                [self.host(c, a) if a.startswith("/") else a for a in probe]).returncode == 0)
+                self.update(v["name"], r.exact(kind, ref))
         c = main_container(pod, name)
         cmd = c["command"] + c.get("args", [])
         i = cmd.index("--config") + 1
@@ -656,11 +652,14 @@ class PodOnDisk:
         self.config.write_text(yaml.safe_dump(cfg))
         cmd[i] = str(self.config)
         self.log = root / f"{name}.log"
-        self.proc = subprocess.Popen([binary(cmd[0])] + cmd[1:] +
+        uid, gid, fs_group = self.user
+        prefix = (["setpriv", "--reuid", str(uid), "--regid", str(gid),
+                   "--groups", str(fs_group), "--no-new-privs", "--"] if AS_KUBELET else [])
+        self.proc = subprocess.Popen(prefix + [binary(cmd[0])] + cmd[1:] +
                                      ["--listen", "127.0.0.1:0"] + list(extra),
                                      stdout=open(root / f"{name}.out", "w"),
                                      stderr=open(self.log, "w"))
-        self.procs.append(self.proc)
+        self.procs = [self.proc]
         self.port = None
         deadline = time.time() + 10
         while self.port is None and time.time() < deadline:
@@ -670,6 +669,51 @@ class PodOnDisk:
                     self.port = json.loads(line)["port"]
             time.sleep(0.02)
         assert self.port, self.log.read_text()
+        if AS_KUBELET:
+            # setpriv exec'd the daemon: this pid is it, with the pod's identity.
+            status = pathlib.Path(f"/proc/{self.proc.pid}/status").read_text()
+            ids = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+            assert ids["Uid"].split()[:2] == [str(uid)] * 2, ids["Uid"]
+            assert ids["Gid"].split()[:2] == [str(gid)] * 2, ids["Gid"]
+            assert ids["Groups"].split() == [str(fs_group)], ids["Groups"]
+            assert int(ids["CapEff"], 16) == 0, ids["CapEff"]
+
+    def update(self, volume, obj):
+        """Writes a Secret or ConfigMap into its volume as the kubelet's atomic writer does,
+        first or on a change: the files in a new timestamped directory, then ..data
+        switched to it with a rename, so that a reader sees the old set or the new one."""
+        v, d = self.specs[volume], self.vols[volume]
+        secret = "secret" in v
+        src = v["secret"] if secret else v["configMap"]
+        data = obj["data"]
+        items = src.get("items") or [{"key": k, "path": k} for k in data]
+        mode = src.get("defaultMode", 0o644)
+        if AS_KUBELET:
+            # With fsGroup, the kubelet adds group read to a read-only volume's files and
+            # makes fsGroup their group; the owner stays root.
+            mode |= 0o440
+        elif secret:
+            mode &= 0o700
+        stamp = d / f"..{time.strftime('%Y_%m_%d_%H_%M_%S')}.{uuid.uuid4().hex[:9]}"
+        stamp.mkdir()
+        os.chmod(stamp, 0o755)
+        for i in items:
+            raw = data[i["key"]]
+            f = stamp / i["path"]
+            f.write_bytes(base64.b64decode(raw) if secret else raw.encode())
+            if AS_KUBELET:
+                os.chown(f, 0, self.user[2])
+            os.chmod(f, mode)
+        old = d / "..data"
+        previous = os.readlink(old) if old.is_symlink() else None
+        os.symlink(stamp.name, d / "..data_tmp")
+        os.rename(d / "..data_tmp", old)
+        for i in items:
+            link = d / i["path"]
+            if not link.is_symlink():
+                os.symlink("..data/" + i["path"], link)
+        if previous:
+            shutil.rmtree(d / previous)
 
     def host(self, container, path):
         vol, mount, rel = volume_of({"volumes": [{"name": n} for n in self.vols]},
@@ -696,6 +740,13 @@ class PodOnDisk:
         finally:
             conn.close()
 
+    def served_certificate(self, hostname, cafile_pem):
+        """The certificate a new connection gets, in DER."""
+        ctx = ssl.create_default_context(cadata=cafile_pem.decode())
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname=hostname) as tls:
+                return tls.getpeercert(binary_form=True)
+
     def stop(self):
         for p in self.procs:
             p.terminate()
@@ -708,12 +759,15 @@ class PodOnDisk:
 
 
 @needs_kubectl
-def test_bootstrap_install_runs_and_injects_what_it_deploys(tmp_path):
+def test_bootstrap_install_runs_and_injects_what_it_deploys(tmp_path, kubelet_dir):
     """The rendered bootstrap install, its objects as they are: the webhook, trusted through
     the caBundle under its Service's name, injects the manifests' image and the CA's
     Service; meshlet-ca, reached as an injected proxy would (MESHLET_CA_ADDRESS, trusting
     MESHLET_TRUST_BUNDLE), issues an identity for a token with the injected audience.
-    Only the CA's token source differs: a local JWKS stands in for the API server's."""
+    Both daemons read their keys where the kubelet mounts them (owner root, group fsGroup,
+    0440), as the pod's non-root user, and the webhook serves a renewed certificate once
+    the kubelet has replaced its Secret's files. Only the CA's token source differs: a
+    local JWKS stands in for the API server's."""
     out = tmp_path / "install"
     assert bootstrap(out).returncode == 0
     r = Rendering("bootstrap", kustomize(out), out)
@@ -721,10 +775,28 @@ def test_bootstrap_install_runs_and_injects_what_it_deploys(tmp_path):
     ca_bundle = base64.b64decode(wh["clientConfig"]["caBundle"])
     svc = wh["clientConfig"]["service"]
 
-    webhook = PodOnDisk(r, "meshlet-webhook", tmp_path / "webhook")
+    webhook = PodOnDisk(r, "meshlet-webhook", kubelet_dir / "webhook")
     ca = None
     try:
         name = f"{svc['name']}.{svc['namespace']}.svc"
+        assert webhook.request(name, ca_bundle, "GET", "/readyz")[0] == 200
+        # A renewal: bootstrap.sh run again issues new serving certificates under the same
+        # root, and the kubelet swaps the Secret's files under the running daemon.
+        first = webhook.served_certificate(name, ca_bundle)
+        assert first == x509.load_pem_x509_certificate(
+            (out / "tls/meshlet-webhook.crt").read_bytes()).public_bytes(
+                serialization.Encoding.DER)
+        assert bootstrap(out).returncode == 0
+        renewed = Rendering("bootstrap", kustomize(out), out)
+        pod = r.deployment("meshlet-webhook")["spec"]["template"]["spec"]
+        vol = next(v for v in pod["volumes"] if "secret" in v and
+                   v["secret"]["secretName"].startswith("meshlet-webhook-tls"))
+        webhook.update(vol["name"], renewed.get("Secret", "meshlet-webhook-tls"))
+        wait_for(lambda: webhook.served_certificate(name, ca_bundle) != first)
+        assert webhook.served_certificate(name, ca_bundle) == x509.load_pem_x509_certificate(
+            (out / "tls/meshlet-webhook.crt").read_bytes()).public_bytes(
+                serialization.Encoding.DER)
+        assert "serving certificate reloaded" in webhook.log.read_text()
         assert webhook.request(name, ca_bundle, "GET", "/readyz")[0] == 200
         review = {
             "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
@@ -768,17 +840,18 @@ def test_bootstrap_install_runs_and_injects_what_it_deploys(tmp_path):
     write_key(tmp_path / "issuer.key", issuer_key)
     jwks = run([binary("meshlet-ca"), "jwks", "--key", str(tmp_path / "issuer.key")])
     assert jwks.returncode == 0, jwks.stderr
-    (tmp_path / "jwks.json").write_text(jwks.stdout)
+    # Where the pod's user can read it.
+    (kubelet_dir / "jwks.json").write_text(jwks.stdout)
     issuer = []
 
     def local_tokens(cfg):
         assert cfg["auth"]["mode"] == "jwks"
         issuer.append(cfg["auth"]["issuer"])
         del cfg["auth"]["jwks_url"]
-        cfg["auth"]["jwks_file"] = str(tmp_path / "jwks.json")
+        cfg["auth"]["jwks_file"] = str(kubelet_dir / "jwks.json")
         assert listen_port(cfg) == target
     try:
-        ca = PodOnDisk(r, "meshlet-ca", tmp_path / "ca", config_edit=local_tokens)
+        ca = PodOnDisk(r, "meshlet-ca", kubelet_dir / "ca", config_edit=local_tokens)
         trust = env["MESHLET_TRUST_BUNDLE"].encode()
         assert trust.strip() == ca_bundle.strip()
         assert ca.request(ca_host, trust, "GET", "/readyz")[0] == 200
@@ -800,6 +873,8 @@ def test_bootstrap_install_runs_and_injects_what_it_deploys(tmp_path):
     finally:
         if ca is not None:
             ca.stop()
+    if not AS_KUBELET:
+        pytest.skip(NOT_AS_KUBELET)
 
 
 # --- the image -----------------------------------------------------------------------------
