@@ -292,6 +292,8 @@ struct authz *authz_new(const struct settings *cfg, struct err *e)
 		for (size_t i = 0; i < errs.n && len < sizeof(e->msg) - 1; i++)
 			len += (size_t)snprintf(e->msg + len, sizeof(e->msg) - len, "%s%s",
 			                        i > 0 ? "\n" : "", errs.msgs[i]);
+		if (e->msg[0] == '\0')
+			snprintf(e->msg, sizeof(e->msg), "out of memory loading policies");
 		policy_errors_free(&errs);
 		goto fail;
 	}

@@ -120,6 +120,17 @@ static void request_head(struct httpflow *f, const char *buf, size_t len, bool e
 		return;
 	}
 	allow = f->decide(f->arg, &req);
+	if (!allow && req.framing != HTTP1_BODY_NONE && http1_header_get(&req, "expect") != NULL) {
+		/*
+		 * The client waits for 100 Continue before it sends the body, so skipping the
+		 * body first would stall; and after a final answer it may never send it. Answer
+		 * now and close: framing stays certain either way.
+		 */
+		want_reply(f, 403, true, "denied");
+		f->q = Q_CLOSED;
+		step(st, HTTPFLOW_DROP, (size_t)n);
+		return;
+	}
 	if (!allow) {
 		want_reply(f, 403, !req.keep_alive, "denied");
 		if (req.framing == HTTP1_BODY_LENGTH) {

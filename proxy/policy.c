@@ -101,6 +101,7 @@ void policy_errors_free(struct policy_errors *e)
 	free(e->msgs);
 	e->msgs = NULL;
 	e->n = 0;
+	e->lost = 0;
 }
 
 /* Matching */

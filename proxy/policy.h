@@ -85,6 +85,7 @@ struct policy_decision {
 struct policy_errors {
 	char **msgs;
 	size_t n;
+	size_t lost; /* errors whose message could not be stored (out of memory) */
 };
 
 void policy_errors_free(struct policy_errors *e);

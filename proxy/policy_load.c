@@ -97,11 +97,14 @@ static void add_error(struct policy_errors *errs, char *msg)
 {
 	char **v;
 
-	if (msg == NULL)
+	if (msg == NULL) {
+		errs->lost++; /* still an error: the load fails */
 		return;
+	}
 	v = realloc(errs->msgs, (errs->n + 1) * sizeof(*v));
 	if (v == NULL) {
 		free(msg);
+		errs->lost++;
 		return;
 	}
 	errs->msgs = v;
@@ -890,13 +893,13 @@ int policy_load_text(const char *name, const char *text, size_t len, struct poli
                      struct policy_errors *errs)
 {
 	struct policy_set *set = policy_set_new();
-	size_t before = errs->n;
+	size_t before = errs->n + errs->lost;
 
 	*out = NULL;
 	if (set == NULL)
 		return -ENOMEM;
 	load_text(set, name, text, len, errs);
-	if (errs->n > before) {
+	if (errs->n + errs->lost > before) {
 		policy_set_unref(set);
 		return ERR_CONFIG_INVALID;
 	}
@@ -965,7 +968,7 @@ int policy_load(const char *const *paths, size_t n, struct policy_set **out,
                 struct policy_errors *errs)
 {
 	struct policy_set *set = policy_set_new();
-	size_t before = errs->n;
+	size_t before = errs->n + errs->lost;
 	int rc = 0;
 
 	*out = NULL;
@@ -987,7 +990,7 @@ int policy_load(const char *const *paths, size_t n, struct policy_set **out,
 			rc = load_file(set, paths[i], errs);
 		}
 	}
-	if (rc == 0 && errs->n > before)
+	if (rc == 0 && errs->n + errs->lost > before)
 		rc = ERR_CONFIG_INVALID;
 	if (rc < 0) {
 		policy_set_unref(set);

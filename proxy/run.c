@@ -331,10 +331,7 @@ static bool run_decide_http(void *arg, const struct http1_request *h)
 	                                        .port = c->app_port,
 	                                        .http = h },
 	              &d);
-	if (!d.allow)
-		metrics_inc(&run_policy_checks, 1);
-	else
-		metrics_inc(&run_policy_checks, 0);
+	metrics_inc(&run_policy_checks, d.allow ? 0 : 1);
 	if (run->cfg.access_log || d.audit != NULL) {
 		snprintf(method, sizeof(method), "%.*s", (int)h->method.len, h->method.p);
 		snprintf(path, sizeof(path), "%.*s", (int)h->target.len, h->target.p);

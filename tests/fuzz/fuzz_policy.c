@@ -30,7 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size > 64 * 1024)
 		return 0;
 	rc = policy_load_text("fuzz.yaml", (const char *)data, size, &s, &errs);
-	if ((rc == 0) != (s != NULL) || (rc == 0 && errs.n != 0) || (rc < 0 && errs.n == 0 && rc != -ENOMEM)) {
+	if ((rc == 0) != (s != NULL) || (rc == 0 && errs.n != 0) || (rc < 0 && errs.n + errs.lost == 0 && rc != -ENOMEM)) {
 		fprintf(stderr, "fuzz_policy: rc %d with %zu errors\n", rc, errs.n);
 		abort();
 	}

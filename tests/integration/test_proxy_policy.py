@@ -196,6 +196,19 @@ def test_curl_gets_403_and_200_on_one_connection(pair):
     assert r.stdout.splitlines() == ["403 1", "200 0"], r.stdout  # 0: the same connection
 
 
+def test_expect_100_continue(pair, tmp_path):
+    """curl waits for 100 Continue before sending a body: a denied request is answered at
+    once (and its connection closed), an allowed one goes through with its body."""
+    body = tmp_path / "body"
+    body.write_bytes(b"z" * 200000)
+    base = f"http://127.0.0.1:{pair['ports']['cli']}"
+    for path, want in (("/admin/upload", "403"), ("/api/upload", "200")):
+        r = run(["curl", "-sS", "--noproxy", "*", "-H", "Expect: 100-continue",
+                 "--data-binary", f"@{body}", "-o", "/dev/null", "-w", "%{http_code}",
+                 f"{base}{path}"])
+        assert r.returncode == 0 and r.stdout == want, (path, r.stdout, r.stderr)
+
+
 def test_chunked_bodies_pass_unchanged(pair):
     conn = http.client.HTTPConnection("127.0.0.1", pair["ports"]["cli"], timeout=5)
     parts = [b"a" * 10, b"b" * 70000, b"c"]

@@ -118,7 +118,13 @@ static void test_denied_bodies_are_dropped(void **state)
 	       "POST /deny HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
 	       "5\r\nhello\r\n0\r\n\r\n",
 	       "D60 D15 R403 M");
+	/* Expect: 100-continue: the body would wait for us, so answer now and close. */
+	httpflow_init(&f, decide, &calls, 8192);
+	expect(&f, true,
+	       "POST /deny HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+	       "D73 R403C M");
 	/* Connection: close on a denied request: the reply closes. */
+	httpflow_init(&f, decide, &calls, 8192);
 	expect(&f, true, "GET /deny HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n" GET_OK,
 	       "D50 R403C D29 M");
 }
