@@ -180,67 +180,83 @@ static void *alloc(struct loader *L, size_t n)
 	return p;
 }
 
-/* A list of strings with Istio's wildcards: exact, "prefix*", "*suffix" or "*". */
-static void load_strs(struct loader *L, json_t *parent, const char *key, struct policy_strs *out)
+/*
+ * A list field: each element goes to item(), which fills its slot and returns true to keep
+ * it (false after it reported an error). not_a_list is the error when the field is no list.
+ */
+static void load_items(struct loader *L, json_t *parent, const char *key, const char *not_a_list,
+                       size_t elem, void **items, size_t *n, bool *set,
+                       bool (*item)(struct loader *L, json_t *v, void *slot))
 {
 	json_t *arr = json_object_get(parent, key), *v;
 	size_t i;
+	char *out;
 
 	if (arr == NULL)
 		return;
 	push_key(L, key);
 	if (!json_is_array(arr)) {
-		lerr(L, "must be a list of strings");
+		lerr(L, "%s", not_a_list);
 		pop(L);
 		return;
 	}
-	out->set = true;
-	out->v = alloc(L, (json_array_size(arr) + 1) * sizeof(*out->v));
+	*set = true;
+	out = alloc(L, (json_array_size(arr) + 1) * elem);
+	*items = out;
 	json_array_foreach(arr, i, v)
 	{
-		const char *s;
-		size_t len;
-		const char *star;
-
 		push_idx(L, i);
-		if (!json_is_string(v)) {
-			lerr(L, "must be a string");
-			pop(L);
-			continue;
-		}
-		s = json_string_value(v);
-		len = json_string_length(v);
-		star = memchr(s, '*', len);
-		if (len == 0) {
-			lerr(L, "must not be empty");
-		} else if (star != NULL &&
-		           ((star != s && star != s + len - 1) || memchr(star + 1, '*', (size_t)(s + len - star - 1)) != NULL)) {
-			lerr(L, "\"%s\": '*' may only be the first or the last character", s);
-		} else if (out->v != NULL) {
-			struct policy_str *m = &out->v[out->n++];
-
-			if (len == 1 && star != NULL) {
-				m->kind = POLICY_MATCH_ANY;
-				m->text = "";
-			} else if (star == s) {
-				m->kind = POLICY_MATCH_SUFFIX;
-				m->text = policy_strndup(L->set, s + 1, len - 1);
-				m->len = len - 1;
-			} else if (star != NULL) {
-				m->kind = POLICY_MATCH_PREFIX;
-				m->text = policy_strndup(L->set, s, len - 1);
-				m->len = len - 1;
-			} else {
-				m->kind = POLICY_MATCH_EXACT;
-				m->text = policy_strndup(L->set, s, len);
-				m->len = len;
-			}
-			if (m->text == NULL)
-				L->oom = true;
-		}
+		if (out != NULL && item(L, v, out + *n * elem))
+			(*n)++;
 		pop(L);
 	}
 	pop(L);
+}
+
+/* A string with Istio's wildcards: exact, "prefix*", "*suffix" or "*". */
+static bool str_item(struct loader *L, json_t *v, void *slot)
+{
+	struct policy_str *m = slot;
+	const char *s, *star;
+	size_t len;
+
+	if (!json_is_string(v)) {
+		lerr(L, "must be a string");
+		return false;
+	}
+	s = json_string_value(v);
+	len = json_string_length(v);
+	star = memchr(s, '*', len);
+	if (len == 0) {
+		lerr(L, "must not be empty");
+		return false;
+	}
+	if (star != NULL && ((star != s && star != s + len - 1) ||
+	                     memchr(star + 1, '*', (size_t)(s + len - star - 1)) != NULL)) {
+		lerr(L, "\"%s\": '*' may only be the first or the last character", s);
+		return false;
+	}
+	if (len == 1 && star != NULL) {
+		m->kind = POLICY_MATCH_ANY;
+		m->text = "";
+		return true;
+	}
+	m->kind = star == s ? POLICY_MATCH_SUFFIX : star != NULL ? POLICY_MATCH_PREFIX
+	                                                         : POLICY_MATCH_EXACT;
+	m->len = star != NULL ? len - 1 : len;
+	m->text = policy_strndup(L->set, star == s ? s + 1 : s, m->len);
+	if (m->text == NULL)
+		L->oom = true;
+	return m->text != NULL;
+}
+
+static void load_strs(struct loader *L, json_t *parent, const char *key, struct policy_strs *out)
+{
+	void *items = NULL;
+
+	load_items(L, parent, key, "must be a list of strings", sizeof(*out->v), &items, &out->n,
+	           &out->set, str_item);
+	out->v = items;
 }
 
 static bool parse_port(const char *s, uint16_t *out)
@@ -258,36 +274,27 @@ static bool parse_port(const char *s, uint16_t *out)
 	return true;
 }
 
-/* Ports as strings of digits ("8080"), as Istio writes them. */
+/* A port as a string of digits ("8080"), as Istio writes them. */
+static bool port_item(struct loader *L, json_t *v, void *slot)
+{
+	if (!json_is_string(v)) {
+		lerr(L, "must be a port number as a string, like \"8080\"");
+		return false;
+	}
+	if (!parse_port(json_string_value(v), slot)) {
+		lerr(L, "\"%s\" is not a port (1 to 65535)", json_string_value(v));
+		return false;
+	}
+	return true;
+}
+
 static void load_ports(struct loader *L, json_t *parent, const char *key, struct policy_ports *out)
 {
-	json_t *arr = json_object_get(parent, key), *v;
-	size_t i;
+	void *items = NULL;
 
-	if (arr == NULL)
-		return;
-	push_key(L, key);
-	if (!json_is_array(arr)) {
-		lerr(L, "must be a list of port numbers as strings, like [\"8080\"]");
-		pop(L);
-		return;
-	}
-	out->set = true;
-	out->v = alloc(L, (json_array_size(arr) + 1) * sizeof(*out->v));
-	json_array_foreach(arr, i, v)
-	{
-		uint16_t port;
-
-		push_idx(L, i);
-		if (!json_is_string(v))
-			lerr(L, "must be a port number as a string, like \"8080\"");
-		else if (!parse_port(json_string_value(v), &port))
-			lerr(L, "\"%s\" is not a port (1 to 65535)", json_string_value(v));
-		else if (out->v != NULL)
-			out->v[out->n++] = port;
-		pop(L);
-	}
-	pop(L);
+	load_items(L, parent, key, "must be a list of port numbers as strings, like [\"8080\"]",
+	           sizeof(*out->v), &items, &out->n, &out->set, port_item);
+	out->v = items;
 }
 
 /* An IP address or CIDR block: "10.0.0.0/8", "10.1.2.3", "fd00::/8". */
@@ -332,35 +339,26 @@ static bool parse_cidr(const char *s, struct policy_cidr *c)
 	return true;
 }
 
+static bool cidr_item(struct loader *L, json_t *v, void *slot)
+{
+	if (!json_is_string(v)) {
+		lerr(L, "must be a string");
+		return false;
+	}
+	if (!parse_cidr(json_string_value(v), slot)) {
+		lerr(L, "\"%s\" is not an IP address or CIDR block", json_string_value(v));
+		return false;
+	}
+	return true;
+}
+
 static void load_cidrs(struct loader *L, json_t *parent, const char *key, struct policy_cidrs *out)
 {
-	json_t *arr = json_object_get(parent, key), *v;
-	size_t i;
+	void *items = NULL;
 
-	if (arr == NULL)
-		return;
-	push_key(L, key);
-	if (!json_is_array(arr)) {
-		lerr(L, "must be a list of IP addresses or CIDR blocks");
-		pop(L);
-		return;
-	}
-	out->set = true;
-	out->v = alloc(L, (json_array_size(arr) + 1) * sizeof(*out->v));
-	json_array_foreach(arr, i, v)
-	{
-		struct policy_cidr c;
-
-		push_idx(L, i);
-		if (!json_is_string(v))
-			lerr(L, "must be a string");
-		else if (!parse_cidr(json_string_value(v), &c))
-			lerr(L, "\"%s\" is not an IP address or CIDR block", json_string_value(v));
-		else if (out->v != NULL)
-			out->v[out->n++] = c;
-		pop(L);
-	}
-	pop(L);
+	load_items(L, parent, key, "must be a list of IP addresses or CIDR blocks",
+	           sizeof(*out->v), &items, &out->n, &out->set, cidr_item);
+	out->v = items;
 }
 
 static void load_source(struct loader *L, json_t *src, struct policy_source *s)
