@@ -152,6 +152,15 @@ def pair(tmp_path_factory):
     ca.stop()
 
 
+def read_to_end(sock):
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
 def request(conn, method, path, body=None):
     conn.request(method, path, body=body)
     r = conn.getresponse()
@@ -230,12 +239,7 @@ def test_pipelined_requests_keep_their_order(pair):
         s.sendall(b"GET /one HTTP/1.1\r\nHost: web\r\n\r\n"
                   b"GET /admin/two HTTP/1.1\r\nHost: web\r\n\r\n"
                   b"GET /three HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = read_to_end(s)
     statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", data)
     assert statuses == [b"200", b"403", b"200"], data
     assert data.index(b'"/one"') < data.index(b"access denied") < data.index(b'"/three"')
@@ -255,12 +259,7 @@ def test_smuggling_is_refused_before_the_application(pair, head, status):
     seen = len(pair["app"].seen)
     with socket.create_connection(("127.0.0.1", pair["ports"]["cli"]), timeout=5) as s:
         s.sendall(head)
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = read_to_end(s)
     assert data.startswith(b"HTTP/1.1 " + status), data
     assert b"connection: close" in data
     assert len(pair["app"].seen) == seen
