@@ -16,7 +16,7 @@
 
 struct audit {
 	int fd; /* the audit file, or -1 */
-	pthread_mutex_t lock;
+	pthread_rwlock_t lock;
 };
 
 struct audit *audit_open(const char *path, struct err *e)
@@ -28,7 +28,7 @@ struct audit *audit_open(const char *path, struct err *e)
 		return NULL;
 	}
 	a->fd = -1;
-	pthread_mutex_init(&a->lock, NULL);
+	pthread_rwlock_init(&a->lock, NULL);
 	if (path != NULL) {
 		a->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
 		if (a->fd < 0) {
@@ -80,19 +80,20 @@ int audit_write(struct audit *a, json_t *record)
 	/*
 	 * A line written by one write() never mixes with another thread's: appends to a
 	 * regular file are atomic, and so are pipe writes up to PIPE_BUF. So lines that fit
-	 * go out without the lock (two daemon threads would otherwise queue on it for every
-	 * request); longer ones, which a pipe may split, are written under it.
+	 * share the lock (threads do not queue on each other for every request), and only
+	 * longer ones, which a pipe may split, take it alone.
 	 */
 	if (len + 1 > AUDIT_ATOMIC_MAX)
-		pthread_mutex_lock(&a->lock);
+		pthread_rwlock_wrlock(&a->lock);
+	else
+		pthread_rwlock_rdlock(&a->lock);
 	rc = audit_put(STDOUT_FILENO, text, len + 1);
 	if (a->fd >= 0) {
 		rc2 = audit_put(a->fd, text, len + 1);
 		if (rc2 < 0)
 			rc = rc2;
 	}
-	if (len + 1 > AUDIT_ATOMIC_MAX)
-		pthread_mutex_unlock(&a->lock);
+	pthread_rwlock_unlock(&a->lock);
 	free(text);
 	return rc;
 }
@@ -103,7 +104,7 @@ void audit_close(struct audit *a)
 		return;
 	if (a->fd >= 0)
 		close(a->fd);
-	pthread_mutex_destroy(&a->lock);
+	pthread_rwlock_destroy(&a->lock);
 	free(a);
 }
 

@@ -15,6 +15,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -30,8 +31,9 @@
 #define ADMIN_PROBE_TIMEOUT_MS 1000
 
 /* Connections served at once; more wait in the listen queue. */
-#define ADMIN_MAX_CONNS 16
-/* A request head must come within this, and fit in ADMIN_HEAD_MAX bytes. */
+#define ADMIN_MAX_CONNS 64
+/* A whole request head must come within this, and fit in ADMIN_HEAD_MAX bytes. */
+#define ADMIN_HEAD_TIMEOUT_MS 3000
 #define ADMIN_IO_TIMEOUT_S 10
 #define ADMIN_HEAD_MAX 8192
 
@@ -245,14 +247,27 @@ static void *admin_conn_main(void *arg)
 	struct admin_response res = { .type = "text/plain" };
 	char method[16] = "", path[1024];
 
-	while (head == 0 && len < sizeof(buf)) {
-		ssize_t n = recv(c->fd, buf + len, sizeof(buf) - len, 0);
+	struct timespec start;
 
-		if (n <= 0) {
-			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-				admin_text(&res, 408, "text/plain", "request timeout\n");
+	/* One deadline for the whole head: a client sending a byte at a time cannot hold a
+	 * slot for longer (the kubelet's probes must get through). */
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	while (head == 0 && len < sizeof(buf)) {
+		struct timespec now;
+		struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+		long left;
+		ssize_t n;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		left = ADMIN_HEAD_TIMEOUT_MS - ((now.tv_sec - start.tv_sec) * 1000 +
+		                                (now.tv_nsec - start.tv_nsec) / 1000000);
+		if (left <= 0 || poll(&pfd, 1, (int)left) <= 0) {
+			admin_text(&res, 408, "text/plain", "request timeout\n");
 			goto send;
 		}
+		n = recv(c->fd, buf + len, sizeof(buf) - len, 0);
+		if (n <= 0)
+			goto send;
 		len += (size_t)n;
 		head = http1_head_end(buf, len, sizeof(buf), &scan, &why);
 	}

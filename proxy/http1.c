@@ -53,6 +53,13 @@ long http1_head_end(const char *buf, size_t len, size_t limit, size_t *scan,
 {
 	size_t i = *scan;
 	size_t max = len < limit ? len : limit;
+	size_t lead = 0;
+
+	/* A few empty lines may come before a request (RFC 9112 2.2); many are an attack. */
+	while (lead + 1 < len && buf[lead] == '\r' && buf[lead + 1] == '\n')
+		lead += 2;
+	if (lead > 2 * HTTP1_EMPTY_LINES_MAX)
+		return fail(why, 400, "too many empty lines before the request");
 
 	for (; i < max; i++) {
 		if (buf[i] == '\r') {
@@ -65,14 +72,8 @@ long http1_head_end(const char *buf, size_t len, size_t limit, size_t *scan,
 		if (i == 0 || buf[i - 1] != '\r')
 			return fail(why, 400, "bare LF in the head");
 		/* An empty line ends the head, unless it is one of the CRLFs before it starts. */
-		if (i >= 3 && buf[i - 2] == '\n' && buf[i - 3] == '\r') {
-			size_t lead = 0;
-
-			while (lead + 1 < i && buf[lead] == '\r' && buf[lead + 1] == '\n')
-				lead += 2;
-			if (lead < i - 1)
-				return (long)(i + 1);
-		}
+		if (i >= 3 && buf[i - 2] == '\n' && buf[i - 3] == '\r' && lead < i - 1)
+			return (long)(i + 1);
 	}
 	/* Keep a trailing CR to be looked at again with the byte after it. */
 	*scan = i > 0 && i == len && buf[i - 1] == '\r' ? i - 1 : i;
@@ -193,6 +194,61 @@ static void path_of(struct http1_str from, struct http1_str *path)
 	path->len = q != NULL ? (size_t)(q - from.p) : from.len;
 }
 
+/* Is c an unreserved character of RFC 3986 (which percent-encoding must not hide)? */
+static bool is_unreserved(int c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+static int hex_digit(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/*
+ * A path the application reads as the policy does: no "." or ".." segment, no empty
+ * segment ("//"), no backslash, and no percent-encoded unreserved character; a '%' must
+ * start an escape.
+ */
+static bool normal_path(struct http1_str p)
+{
+	for (size_t i = 0; i < p.len; i++) {
+		unsigned char c = (unsigned char)p.p[i];
+
+		if (c == '\\')
+			return false;
+		if (c == '%') {
+			int hi, lo;
+
+			if (i + 2 >= p.len)
+				return false;
+			hi = hex_digit((unsigned char)p.p[i + 1]);
+			lo = hex_digit((unsigned char)p.p[i + 2]);
+			if (hi < 0 || lo < 0 || is_unreserved(hi * 16 + lo))
+				return false;
+			i += 2;
+			continue;
+		}
+		if (c != '/')
+			continue;
+		/* A segment starts after this slash: "", "." and ".." are refused. */
+		if (i + 1 < p.len && p.p[i + 1] == '/')
+			return false;
+		if (i + 1 < p.len && p.p[i + 1] == '.' &&
+		    (i + 2 == p.len || p.p[i + 2] == '/' ||
+		     (p.p[i + 2] == '.' && (i + 3 == p.len || p.p[i + 3] == '/'))))
+			return false;
+	}
+	return true;
+}
+
 /* method SP request-target SP HTTP-version */
 static int parse_request_line(struct http1_str line, struct http1_request *req,
                               struct http1_error *why)
@@ -229,14 +285,8 @@ static int parse_target(struct http1_request *req, struct http1_error *why)
 	struct http1_str t = req->target;
 	bool connect = str_eq(req->method, "CONNECT");
 
-	if (connect) {
-		if (!valid_authority(t) || memchr(t.p, ':', t.len) == NULL)
-			return fail(why, 400, "CONNECT needs an authority-form target");
-		req->host = t;
-		req->path = (struct http1_str){ t.p + t.len, 0 };
-		req->upgrade = true;
-		return 1;
-	}
+	if (connect)
+		return fail(why, 405, "CONNECT is not supported on HTTP ports");
 	if (t.p[0] == '/') {
 		path_of(t, &req->path);
 		return 0;
@@ -324,8 +374,14 @@ int http1_parse_request(const char *buf, size_t len, struct http1_request *req,
 		return fail(why, 400, "HTTP/1.1 request without Host");
 	if (host != NULL && host->value.len > 0 && !valid_authority(host->value))
 		return fail(why, 400, "malformed Host");
-	if (absolute == 0)
+	if (absolute == 0) {
 		req->host = host != NULL ? host->value : (struct http1_str){ buf, 0 };
+	} else if (host != NULL && (host->value.len != req->host.len ||
+	                            strncasecmp(host->value.p, req->host.p, req->host.len) != 0)) {
+		return fail(why, 400, "Host differs from the request target's authority");
+	}
+	if (!normal_path(req->path))
+		return fail(why, 400, "path is not in normal form");
 	if (te != NULL && cl != NULL)
 		return fail(why, 400, "Transfer-Encoding with Content-Length");
 	if (te != NULL) {
@@ -343,8 +399,12 @@ int http1_parse_request(const char *buf, size_t len, struct http1_request *req,
 		req->keep_alive = conn == NULL || !list_has(conn->value, "close");
 	else
 		req->keep_alive = conn != NULL && list_has(conn->value, "keep-alive");
-	if (upgrade != NULL && conn != NULL && list_has(conn->value, "upgrade"))
-		req->upgrade = true;
+	if (upgrade != NULL) {
+		/* WebSocket is the one protocol the proxy lets a connection switch to. */
+		if (!str_is(upgrade->value, "websocket"))
+			return fail(why, 400, "Upgrade to a protocol other than WebSocket");
+		req->upgrade = conn != NULL && list_has(conn->value, "upgrade");
+	}
 	return 0;
 }
 
@@ -423,17 +483,6 @@ enum {
 	C_END_LF,      /* the LF ending the trailer section */
 };
 
-static int hex_value(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 long http1_chunked_feed(struct http1_chunked *c, const char *buf, size_t len, bool *done)
 {
 	size_t i = 0;
@@ -444,7 +493,7 @@ long http1_chunked_feed(struct http1_chunked *c, const char *buf, size_t len, bo
 
 		switch (c->state) {
 		case C_SIZE: {
-			int v = hex_value(b);
+			int v = hex_digit(b);
 
 			if (v >= 0) {
 				if (c->digits == 15)

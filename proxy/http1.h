@@ -27,13 +27,22 @@
  * - HTTP/1.1 requests need exactly one Host field (RFC 9112 3.2), HTTP/1.0 at most one;
  *   versions other than 1.0 and 1.1 get 505;
  * - a head over the limit, or with more than HTTP1_HEADERS_MAX fields, gets 431.
- * Empty lines (CRLF) before a request line are skipped, as RFC 9112 2.2 allows.
+ * Empty lines (CRLF) before a request line are skipped, as RFC 9112 2.2 allows (at most
+ * HTTP1_EMPTY_LINES_MAX).
+ *
+ * The proxy forwards requests unchanged, so it also refuses (400) what the application
+ * could read differently from the policy: a path that is not in normal form (a "." or ".."
+ * segment, "//", a backslash, a percent-encoded unreserved character such as %61), an
+ * absolute-form target whose authority differs from Host, and an Upgrade to anything but
+ * WebSocket (an h2c upgrade would carry requests nobody checks). CONNECT gets 405.
  */
 
 #define HTTP1_HEADERS_MAX 100
 
 /* Bytes of one trailer section of a chunked body, and of one chunk's extensions. */
 #define HTTP1_TRAILER_MAX 8192
+/* Empty lines (CRLF) allowed before a request line. */
+#define HTTP1_EMPTY_LINES_MAX 4
 #define HTTP1_CHUNK_EXT_MAX 256
 
 /* A piece of the parsed buffer (not NUL-terminated). */
@@ -55,7 +64,7 @@ enum http1_framing {
 
 /* Why a head was refused: the status to answer and a short reason for logs. */
 struct http1_error {
-	int status; /* 400, 431, 501 or 505 */
+	int status; /* 400, 405, 431, 501 or 505 */
 	const char *reason;
 };
 
@@ -64,10 +73,10 @@ struct http1_request {
 	struct http1_str target; /* as sent */
 	struct http1_str path;   /* the target's path, without query ("" for authority-form and
 	                            "*") */
-	struct http1_str host;   /* the authority of an absolute-form target, else Host */
+	struct http1_str host;   /* Host (an absolute-form target's authority equals it) */
 	int minor;               /* HTTP/1.<minor>: 0 or 1 */
 	bool keep_alive;         /* the connection stays open after this exchange */
-	bool upgrade;            /* Connection: upgrade with an Upgrade field, or CONNECT */
+	bool upgrade;            /* Connection: upgrade with Upgrade: websocket */
 	enum http1_framing framing;
 	uint64_t length; /* for HTTP1_BODY_LENGTH */
 	size_t nheaders;

@@ -30,6 +30,7 @@ static const struct {
 } replies[] = {
 	{ 403, "403 Forbidden", "meshlet: access denied\n" },
 	{ 400, "400 Bad Request", "meshlet: malformed request\n" },
+	{ 405, "405 Method Not Allowed", "meshlet: CONNECT is not supported on HTTP ports\n" },
 	{ 431, "431 Request Header Fields Too Large", "meshlet: request head too large\n" },
 	{ 501, "501 Not Implemented", "meshlet: transfer coding not supported\n" },
 	{ 505, "505 HTTP Version Not Supported", "meshlet: HTTP version not supported\n" },
@@ -81,6 +82,15 @@ static bool reply_step(struct httpflow *f, struct httpflow_step *st)
 	st->reply_len = n > 0 && (size_t)n < sizeof(f->reply) ? (size_t)n : 0;
 	st->close = f->reply_close;
 	st->why = f->reply_why;
+	return true;
+}
+
+bool httpflow_app_closed(struct httpflow *f)
+{
+	if (f->q == Q_TUNNEL)
+		return false; /* a tunnel half-closes like any TCP stream */
+	f->q = Q_CLOSED;
+	f->reply_status = 0;
 	return true;
 }
 
@@ -258,7 +268,7 @@ static void response_head(struct httpflow *f, const char *buf, size_t len, bool 
 		return;
 	}
 	kind = f->kinds[f->first];
-	n = http1_head_end(buf, len, f->head_limit, &f->sscan, &why);
+	n = http1_head_end(buf, len, HTTPFLOW_RESPONSE_HEAD_MAX, &f->sscan, &why);
 	if (n == 0 && !eof) {
 		step(st, HTTPFLOW_MORE, 0);
 		return;

@@ -28,6 +28,9 @@
 
 #define HTTPFLOW_PIPELINE 32
 
+/* The application's response heads may be this long: the relay's whole buffer. */
+#define HTTPFLOW_RESPONSE_HEAD_MAX 16384
+
 enum httpflow_act {
 	HTTPFLOW_FORWARD, /* let n bytes through */
 	HTTPFLOW_DROP,    /* discard n bytes */
@@ -80,5 +83,12 @@ void httpflow_response(struct httpflow *f, const char *buf, size_t len, bool eof
 
 /* httpflow_replied - the reply of the last HTTPFLOW_REPLY step is written (queued). */
 void httpflow_replied(struct httpflow *f);
+
+/*
+ * httpflow_app_closed - the application's side has ended and all of it was let through:
+ * unless the connection became a tunnel, no request can be answered any more. Returns
+ * true when the client's remaining bytes should be dropped and its side closed.
+ */
+bool httpflow_app_closed(struct httpflow *f);
 
 #endif

@@ -112,7 +112,7 @@ static bool str_match(const struct policy_str *m, const char *s, size_t len, boo
 
 	switch (m->kind) {
 	case POLICY_MATCH_ANY:
-		return len > 0;
+		return true; /* present: an absent value never gets here */
 	case POLICY_MATCH_PREFIX:
 		return len >= m->len && cmp(s, m->text, m->len) == 0;
 	case POLICY_MATCH_SUFFIX:

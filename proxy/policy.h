@@ -26,8 +26,8 @@
  *
  * Within a rule, from, to and when are ANDed; the entries of from (and of to) are ORed;
  * the values of a field are ORed; a not-field matches when no value matches. Strings
- * match exactly, by "prefix*", "*suffix" or "*" (present and non-empty for principals
- * and namespaces of plaintext peers, which have neither). hosts match without regard to
+ * match exactly, by "prefix*", "*suffix" or "*" (present, even empty; plaintext peers
+ * have no principal and no namespace). An empty list is refused when loading. hosts match without regard to
  * case; paths match the request path without its query, normalized (RFC 3986 dot
  * segments removed, percent-encoded unreserved characters decoded).
  * Fields that only HTTP has (methods, paths, hosts, request.headers) decide nothing on a

@@ -250,6 +250,12 @@ static int explain(int argc, char **argv)
 		http = malloc(sizeof(*http));
 		if (http == NULL || build_head(&q, &head, &head_len) < 0)
 			goto out;
+		if (head_len > 15360) {
+			fprintf(stderr, PROG " explain: the request head is %zu bytes, more than the "
+			                "proxy ever reads (15360)\n",
+			        head_len);
+			goto out;
+		}
 		n = http1_head_end(head, head_len, head_len + 1, &scan, &why);
 		if (n <= 0 || http1_parse_request(head, (size_t)n, http, &why) < 0) {
 			fprintf(stderr, PROG " explain: the request is not valid HTTP/1.1 (%s): the "

@@ -5,8 +5,11 @@
 
 #include "policy.h"
 
-/* Room for a normalized path or a joined header value; longer ones are cut there. */
-#define HTTP1_PATH_NORM_MAX 8192
+/*
+ * Room for a normalized path or a joined header value: more than a whole request head
+ * (policy.max_header_bytes is at most 15360), so nothing is ever cut.
+ */
+#define HTTP1_PATH_NORM_MAX 16384
 
 enum policy_match_kind { POLICY_MATCH_EXACT, POLICY_MATCH_PREFIX, POLICY_MATCH_SUFFIX, POLICY_MATCH_ANY };
 

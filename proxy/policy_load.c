@@ -200,6 +200,12 @@ static void load_items(struct loader *L, json_t *parent, const char *key, const 
 		pop(L);
 		return;
 	}
+	if (json_array_size(arr) == 0) {
+		/* Istio cannot tell an empty list from an absent one; neither can a reader. */
+		lerr(L, "is an empty list, which Istio reads as absent: remove it or give values");
+		pop(L);
+		return;
+	}
 	*set = true;
 	out = alloc(L, (json_array_size(arr) + 1) * elem);
 	*items = out;
@@ -701,7 +707,8 @@ static void load_peer(struct loader *L, json_t *spec, struct policy_meta *meta)
 	p = &L->set->peers[L->set->npeers];
 	memset(p, 0, sizeof(*p));
 	p->meta = *meta;
-	p->has_selector = load_selector(L, spec, &p->selector);
+	/* An empty selector selects every workload: the namespace's policy, as in Istio. */
+	p->has_selector = load_selector(L, spec, &p->selector) && p->selector.n > 0;
 	if ((v = json_object_get(spec, "mtls")) != NULL) {
 		push_key(L, "mtls");
 		p->mode = (enum policy_mtls)mtls_mode(L, v);

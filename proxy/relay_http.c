@@ -109,6 +109,19 @@ int relay_http_run(struct relay *r)
 {
 	int progress = 0;
 
+	/*
+	 * The application has closed and everything it sent is through: requests still
+	 * waiting (pipelined, or held behind a 403 that waits for their answers) will never be
+	 * answered. Drop them and end the client's side, rather than wait for the idle timeout.
+	 */
+	if ((r->up.flags & H_RD_EOF) && r->up.buf == NULL && !(r->down.flags & H_RD_EOF) &&
+	    httpflow_app_closed(r->http)) {
+		r->down.flags |= H_RD_EOF;
+		r->down.end = r->down.gate;
+		relay_pump_drop_buf(r, &r->down);
+		progress = 1;
+	}
+
 	for (int i = 0; i < 4; i++) {
 		int a, b;
 

@@ -254,6 +254,15 @@ def test_pipelined_requests_keep_their_order(pair):
     (b"GET /api HTTP/1.1\nHost: w\n\n", b"400"),
     (b"GET /api HTTP/1.1\r\nHost: w\r\nX: " + b"a" * 9000 + b"\r\n\r\n", b"431"),
     (b"POST /api HTTP/1.1\r\nHost: w\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", b"501"),
+    # What the application could read otherwise than the policy: refused, never rewritten.
+    (b"GET /api/../admin/users HTTP/1.1\r\nHost: w\r\n\r\n", b"400"),
+    (b"GET /%61dmin/users HTTP/1.1\r\nHost: w\r\n\r\n", b"400"),
+    (b"GET /api//x HTTP/1.1\r\nHost: w\r\n\r\n", b"400"),
+    (b"GET http://api.example/x HTTP/1.1\r\nHost: admin.example\r\n\r\n", b"400"),
+    # An h2c upgrade would turn the connection into HTTP/2 that no policy sees.
+    (b"GET /api HTTP/1.1\r\nHost: w\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+     b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n", b"400"),
+    (b"CONNECT db:5432 HTTP/1.1\r\nHost: db:5432\r\n\r\n", b"405"),
 ])
 def test_smuggling_is_refused_before_the_application(pair, head, status):
     seen = len(pair["app"].seen)

@@ -83,7 +83,21 @@ static const struct bad bads[] = {
 	{ "fragment in the target", "GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n", 400, "fragment in the request target" },
 	{ "relative target", "GET a/b HTTP/1.1\r\nHost: a\r\n\r\n", 400, "malformed request target" },
 	{ "asterisk for GET", "GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400, "'*' is a target only for OPTIONS" },
-	{ "CONNECT without a port", "CONNECT example.com HTTP/1.1\r\nHost: a\r\n\r\n", 400, "CONNECT needs an authority-form target" },
+	{ "CONNECT", "CONNECT db:5432 HTTP/1.1\r\nHost: db:5432\r\n\r\n", 405, "CONNECT is not supported on HTTP ports" },
+	{ "h2c upgrade", "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n", 400, "Upgrade to a protocol other than WebSocket" },
+	{ "upgrade without Connection", "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\n\r\n", 400, "Upgrade to a protocol other than WebSocket" },
+	{ "Host differs from the target", "GET http://public.example/x HTTP/1.1\r\nHost: admin.example\r\n\r\n", 400, "Host differs from the request target's authority" },
+	{ "dot-dot segment", "GET /public/../admin HTTP/1.1\r\nHost: a\r\n\r\n", 400, "path is not in normal form" },
+	{ "dot segment", "GET /./admin HTTP/1.1\r\nHost: a\r\n\r\n", 400, "path is not in normal form" },
+	{ "trailing dot-dot", "GET /a/.. HTTP/1.1\r\nHost: a\r\n\r\n", 400, "path is not in normal form" },
+	{ "empty segment", "GET /a//b HTTP/1.1\r\nHost: a\r\n\r\n", 400, "path is not in normal form" },
+	{ "backslash", "GET /a\\..\\admin HTTP/1.1\r\nHost: a\r\n\r\n", 400, "path is not in normal form" },
+	{ "encoded unreserved", "GET /%61dmin HTTP/1.1\r\nHost: a\r\n\r\n", 400, "path is not in normal form" },
+	{ "encoded dot", "GET /a/%2e%2e/admin HTTP/1.1\r\nHost: a\r\n\r\n", 400, "path is not in normal form" },
+	{ "bad escape", "GET /a%zz HTTP/1.1\r\nHost: a\r\n\r\n", 400, "path is not in normal form" },
+	{ "cut escape", "GET /a%2 HTTP/1.1\r\nHost: a\r\n\r\n", 400, "path is not in normal form" },
+	{ "dot-dot in an absolute form", "GET http://a/x/../y HTTP/1.1\r\nHost: a\r\n\r\n", 400, "path is not in normal form" },
+	{ "many empty lines first", "\r\n\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400, "too many empty lines before the request" },
 	{ "absolute form with userinfo", "GET http://u@a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400, "malformed authority in the request target" },
 	{ "method with a slash", "GE/T / HTTP/1.1\r\nHost: a\r\n\r\n", 400, "malformed request line" },
 	{ "high byte in the target", "GET /\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n", 400, "malformed request line" },
@@ -139,17 +153,18 @@ static void test_forms(void **state)
 	struct http1_error why = { 0 };
 
 	(void)state;
-	assert_true(parse("GET http://svc.ns:80/a/b?q HTTP/1.1\r\nHost: other\r\n\r\n", &req,
+	assert_true(parse("GET http://svc.ns:80/a/b?q HTTP/1.1\r\nHost: SVC.ns:80\r\n\r\n", &req,
 	                  &why) > 0);
-	assert_str(req.host, "svc.ns:80"); /* the target's authority wins over Host */
+	assert_str(req.host, "svc.ns:80"); /* the target's authority; Host agrees (any case) */
 	assert_str(req.path, "/a/b");
 	assert_true(parse("GET http://svc HTTP/1.1\r\nHost: svc\r\n\r\n", &req, &why) > 0);
 	assert_str(req.path, "/");
 	assert_true(parse("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", &req, &why) > 0);
 	assert_str(req.path, "");
-	assert_true(parse("CONNECT db:5432 HTTP/1.1\r\nHost: db:5432\r\n\r\n", &req, &why) > 0);
-	assert_true(req.upgrade);
-	assert_str(req.host, "db:5432");
+	/* Encoded reserved characters are not unreserved ones: they stay as sent. */
+	assert_true(parse("GET /a%2Fb%20c/d.txt HTTP/1.1\r\nHost: a\r\n\r\n", &req, &why) > 0);
+	assert_str(req.path, "/a%2Fb%20c/d.txt");
+	assert_true(parse("GET /.well-known/x/..z HTTP/1.1\r\nHost: a\r\n\r\n", &req, &why) > 0);
 	assert_true(parse("GET / HTTP/1.0\r\n\r\n", &req, &why) > 0);
 	assert_false(req.keep_alive);
 	assert_str(req.host, "");
