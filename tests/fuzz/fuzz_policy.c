@@ -13,7 +13,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const char head[] = "POST /api/../admin/%61?q=1 HTTP/1.1\r\nHost: Web.Prod:8080\r\n"
+static const char head[] = "POST /api/admin/%2Fx?q=1 HTTP/1.1\r\nHost: Web.Prod:8080\r\n"
                            "X-Team: ops\r\nX-Team: dev\r\nContent-Length: 3\r\n\r\n";
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
