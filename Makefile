@@ -20,6 +20,8 @@ DEB_BUILD := gcc make pkgconf libc6-dev libmicrohttpd-dev libssl-dev libjansson-
 DEB_TEST  := python3 python3-pytest python3-cryptography python3-jsonpatch python3-yaml \
 	openssl curl iproute2 iptables clang tcpdump
 DEB_PKGS  := $(DEB_BUILD) $(DEB_TEST)
+# What make demo needs beyond the build: namespaces, iptables, a capture, clients.
+DEB_DEMO  := iproute2 iptables tcpdump curl openssl python3
 # What the benchmark scripts in bench/ drive the daemons with.
 DEB_BENCH := wrk openssl curl nginx-light libnginx-mod-stream iperf3 stunnel4 haproxy python3
 
@@ -176,10 +178,11 @@ docs: $(BINS)
 		mv $(BUILD)/configuration.md docs/configuration.md || exit 1; \
 	done
 
-# The whole mesh on this machine (demo/demo.sh); as root it installs what is missing first.
+# The whole mesh on this machine (demo/demo.sh); as root it installs what is missing first
+# (only what the build and the demo need, not the test tools).
 demo:
-	@if [ "$$(id -u)" = 0 ] && ! $(MAKE) --no-print-directory -s check-pkgs >/dev/null 2>&1; then \
-		$(MAKE) --no-print-directory deps; fi
+	@if [ "$$(id -u)" = 0 ]; then \
+		$(MAKE) --no-print-directory deps DEB_PKGS="$(DEB_BUILD) $(DEB_DEMO)"; fi
 	@$(MAKE) --no-print-directory all
 	@bash demo/demo.sh $(BUILD)
 
@@ -192,6 +195,7 @@ deps:
 	done); \
 	if [ -z "$$missing" ]; then echo 'deps: all Debian packages are installed'; \
 	elif [ "$$(id -u)" = 0 ]; then \
+		ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1 || apt-get update -q; \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	else echo "deps: not root; run: sudo apt-get install -y" $$missing; fi
 
