@@ -348,7 +348,11 @@ EOF
 
 deny_c() {
 	say "a DENY policy for pod C's identity on pod B (Istio's AuthorizationPolicy, unchanged)"
-	cat >"$W/pods/b/policy/deny-batch.yaml" <<EOF
+	local reloads
+	reloads=$(grep -c '"msg":"policy reloaded"' "$W/pods/b/proxy.log" || true)
+	# Written aside, then renamed: the proxy sees the whole file at once, as it sees a
+	# ConfigMap's update (Kubernetes swaps a symlink).
+	cat >"$W/pods/b/deny-batch.yaml" <<EOF
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata:
@@ -364,10 +368,12 @@ spec:
     - source:
         principals: ["$TD/ns/$NS/sa/${SA[c]}"]
 EOF
-	chmod 644 "$W/pods/b/policy/deny-batch.yaml"
+	chmod 644 "$W/pods/b/deny-batch.yaml"
+	mv "$W/pods/b/deny-batch.yaml" "$W/pods/b/policy/deny-batch.yaml"
 	show <"$W/pods/b/policy/deny-batch.yaml"
 	"$BIN/meshlet-proxy" policy check "$W/pods/b/policy" | show
-	wait_for 10 grep -q '"msg":"policy reloaded"' "$W/pods/b/proxy.log" || die "B did not reload its policy"
+	wait_for 10 more_than "$reloads" "$W/pods/b/proxy.log" '"msg":"policy reloaded"' ||
+		die "B did not reload its policy"
 	local c a
 	c=$(call c b /from-c)
 	a=$(call a b /from-a)
@@ -387,7 +393,9 @@ strict() {
 	x=$(call x b /plain)
 	tell "PERMISSIVE (the default): X -> B: HTTP $(status_of "$x")"
 	[ "$(status_of "$x")" = 200 ] || die "X was not served in PERMISSIVE: $x"
-	cat >"$W/pods/b/policy/strict.yaml" <<EOF
+	local reloads
+	reloads=$(grep -c '"msg":"policy reloaded"' "$W/pods/b/proxy.log" || true)
+	cat >"$W/pods/b/strict.yaml" <<EOF
 apiVersion: security.istio.io/v1
 kind: PeerAuthentication
 metadata:
@@ -397,9 +405,10 @@ spec:
   mtls:
     mode: STRICT
 EOF
-	chmod 644 "$W/pods/b/policy/strict.yaml"
+	chmod 644 "$W/pods/b/strict.yaml"
+	mv "$W/pods/b/strict.yaml" "$W/pods/b/policy/strict.yaml"
 	show <"$W/pods/b/policy/strict.yaml"
-	wait_for 10 more_than 1 "$W/pods/b/proxy.log" '"msg":"policy reloaded"' ||
+	wait_for 10 more_than "$reloads" "$W/pods/b/proxy.log" '"msg":"policy reloaded"' ||
 		die "B did not reload: $(grep policy "$W/pods/b/proxy.log" | tail -n 3)"
 	x=$(call x b /plain-again)
 	tell "STRICT: X -> B: $([ "$(status_of "$x")" = 000 ] && echo "refused, no answer" || echo "HTTP $(status_of "$x")")"

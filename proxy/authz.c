@@ -23,7 +23,8 @@ struct authz {
 	struct policy_workload workload;
 	uint16_t http_ports[64];
 	size_t nhttp;
-	uint64_t stamp; /* what the files looked like when set was loaded */
+	uint64_t stamp;   /* what the files looked like when set was loaded */
+	uint64_t settling; /* a change seen once, loaded when it looks the same next time */
 	pthread_t thread;
 	bool started;
 	pthread_mutex_t stop_lock;
@@ -101,6 +102,11 @@ static void reload(struct authz *a)
 
 	if (stamp == a->stamp)
 		return;
+	/* A file being written shows up half-written: load a change once it has settled. */
+	if (stamp != a->settling) {
+		a->settling = stamp;
+		return;
+	}
 	rc = load(a->cfg, &s, &errs);
 	a->stamp = stamp;
 	if (rc < 0) {

@@ -15,8 +15,9 @@
 /*
  * The workload's policies: loaded from settings' policy.paths at start (errors there stop
  * the proxy: it never runs with a policy other than the one written), then watched: a
- * thread looks at the files every policy.reload_interval and loads them again when one
- * changed. A set that loads cleanly replaces the old one for every new connection and
+ * thread looks at the files every policy.reload_interval and loads them again when a
+ * change has settled (the same at two looks in a row, so a file caught half-written is
+ * not loaded). A set that loads cleanly replaces the old one for every new connection and
  * every new request; a set with errors is refused, each error logged with file:line, and
  * the old set stays (meshlet_proxy_policy_reloads_total{result="error"} counts it).
  */

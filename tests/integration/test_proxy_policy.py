@@ -4,6 +4,7 @@ real meshlet-ca, a real HTTP/1.1 application, curl and raw sockets as clients.""
 import http.client
 import http.server
 import json
+import os
 import re
 import socket
 import threading
@@ -152,6 +153,13 @@ def pair(tmp_path_factory):
     ca.stop()
 
 
+def put(path, text):
+    """Replaces a policy file at once, as Kubernetes updates a mounted ConfigMap."""
+    tmp = path.with_name("." + path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def read_to_end(sock):
     data = b""
     while True:
@@ -297,7 +305,7 @@ def test_a_policy_change_applies_to_an_open_connection(pair):
     conn = http.client.HTTPConnection("127.0.0.1", pair["ports"]["cli"], timeout=5)
     assert request(conn, "GET", "/api/before")[0] == 200
     reloads = metric(server, 'meshlet_proxy_policy_reloads_total{result="ok"}')
-    f.write_text(POLICY.replace("{principal}", CLIENT).replace('"/admin/*"', '"/api/*"'))
+    put(f, POLICY.replace("{principal}", CLIENT).replace('"/admin/*"', '"/api/*"'))
     try:
         assert wait_for(lambda: metric(
             server, 'meshlet_proxy_policy_reloads_total{result="ok"}') > reloads)
@@ -305,7 +313,7 @@ def test_a_policy_change_applies_to_an_open_connection(pair):
         assert request(conn, "GET", "/api/after")[0] == 403
         assert request(conn, "GET", "/admin/now-allowed")[0] == 200
     finally:
-        f.write_text(POLICY.replace("{principal}", CLIENT))
+        put(f, POLICY.replace("{principal}", CLIENT))
         assert wait_for(lambda: metric(
             server, 'meshlet_proxy_policy_reloads_total{result="ok"}') > reloads + 1)
     conn.close()
@@ -314,9 +322,9 @@ def test_a_policy_change_applies_to_an_open_connection(pair):
 def test_a_broken_policy_file_leaves_the_old_one(pair):
     server, bad = pair["server"], pair["policies"] / "zz-broken.yaml"
     errors = metric(server, 'meshlet_proxy_policy_reloads_total{result="error"}')
-    bad.write_text("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
-                   "metadata: {name: broken}\nspec:\n  action: DENY\n  rules:\n"
-                   "  - to:\n    - operation:\n        ports: [\"99999\"]\n")
+    put(bad, "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+        "metadata: {name: broken}\nspec:\n  action: DENY\n  rules:\n"
+        "  - to:\n    - operation:\n        ports: [\"99999\"]\n")
     try:
         assert wait_for(lambda: metric(
             server, 'meshlet_proxy_policy_reloads_total{result="error"}') > errors)
