@@ -195,6 +195,7 @@ static const char *admin_reason(int status)
 	case 405: return "Method Not Allowed";
 	case 408: return "Request Timeout";
 	case 431: return "Request Header Fields Too Large";
+	case 501: return "Not Implemented";
 	case 503: return "Service Unavailable";
 	case 505: return "HTTP Version Not Supported";
 	default: return "Internal Server Error";
@@ -246,7 +247,6 @@ static void *admin_conn_main(void *arg)
 	struct http1_error why = { 0 };
 	struct admin_response res = { .type = "text/plain" };
 	char method[16] = "", path[1024];
-
 	struct timespec start;
 
 	/* One deadline for the whole head: a client sending a byte at a time cannot hold a
