@@ -314,6 +314,16 @@ static void test_peer_authentication(void **state)
 
 	(void)state;
 	assert_int_equal(policy_mtls_mode(s, &workload, 8080, &by), POLICY_MTLS_PERMISSIVE);
+	assert_string_equal(by->name, "web");
+	assert_int_equal(policy_mtls_mode(s, &workload, 9090, &by), POLICY_MTLS_DISABLE);
+	/* UNSET at the workload inherits the namespace's mode. */
+	assert_int_equal(policy_mtls_mode(s, &workload, 80, &by), POLICY_MTLS_STRICT);
+	assert_string_equal(by->name, "ns-wide");
+	assert_int_equal(policy_mtls_mode(s, &db, 80, &by), POLICY_MTLS_DISABLE);
+	assert_int_equal(policy_mtls_mode(s, &other, 8080, &by), POLICY_MTLS_STRICT);
+	assert_int_equal(policy_mtls_mode(s, &elsewhere, 8080, &by), POLICY_MTLS_UNSET);
+	assert_null(by);
+	assert_int_equal(policy_mtls_mode(NULL, &workload, 80, &by), POLICY_MTLS_UNSET);
 	{
 		/* An empty selector is the namespace's policy: a workload policy still wins. */
 		static const char empty[] =
@@ -325,16 +335,6 @@ static void test_peer_authentication(void **state)
 		assert_string_equal(by->name, "web");
 		policy_set_unref(e);
 	}
-	assert_string_equal(by->name, "web");
-	assert_int_equal(policy_mtls_mode(s, &workload, 9090, &by), POLICY_MTLS_DISABLE);
-	/* UNSET at the workload inherits the namespace's mode. */
-	assert_int_equal(policy_mtls_mode(s, &workload, 80, &by), POLICY_MTLS_STRICT);
-	assert_string_equal(by->name, "ns-wide");
-	assert_int_equal(policy_mtls_mode(s, &db, 80, &by), POLICY_MTLS_DISABLE);
-	assert_int_equal(policy_mtls_mode(s, &other, 8080, &by), POLICY_MTLS_STRICT);
-	assert_int_equal(policy_mtls_mode(s, &elsewhere, 8080, &by), POLICY_MTLS_UNSET);
-	assert_null(by);
-	assert_int_equal(policy_mtls_mode(NULL, &workload, 80, &by), POLICY_MTLS_UNSET);
 	policy_set_unref(s);
 }
 
