@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "jparse.h"
+#include "jwrite.h"
 
 struct jparse {
 	const unsigned char *start, *p, *end;
@@ -42,38 +43,6 @@ static void jparse_space(struct jparse *j)
 {
 	while (j->p < j->end && (*j->p == ' ' || *j->p == '\n' || *j->p == '\r' || *j->p == '\t'))
 		j->p++;
-}
-
-/* The length of the valid UTF-8 sequence at s (its first byte >= 0x80), or 0. */
-static size_t jparse_utf8_len(const unsigned char *s, const unsigned char *end)
-{
-	unsigned char c = s[0];
-	size_t len, n = (size_t)(end - s);
-	uint32_t cp;
-
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
-		cp = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		cp = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	if (len > n)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
 }
 
 static int jparse_hex4(const unsigned char *s, uint32_t *out)
@@ -150,7 +119,7 @@ static int jparse_string(struct jparse *j, const char **s, size_t *n)
 			return -1;
 		}
 		if (*c >= 0x80) {
-			size_t l = jparse_utf8_len(c, j->end);
+			size_t l = jwrite_utf8_len(c, (size_t)(j->end - c));
 
 			if (l == 0) {
 				j->p = c;
@@ -261,7 +230,7 @@ static int jparse_string(struct jparse *j, const char **s, size_t *n)
 			return -1;
 		}
 		if (*c >= 0x80) {
-			size_t l = jparse_utf8_len(c, j->end);
+			size_t l = jwrite_utf8_len(c, (size_t)(j->end - c));
 
 			if (l == 0) {
 				j->p = c;

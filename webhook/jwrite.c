@@ -73,8 +73,7 @@ static const unsigned char jwrite_plain[256] = {
 	[']' ... 0x7f] = 1,
 };
 
-/* The length of the valid UTF-8 sequence at s (which starts with a byte >= 0x80), or 0. */
-static size_t jwrite_utf8_len(const unsigned char *s, size_t n)
+size_t jwrite_utf8_len(const unsigned char *s, size_t n)
 {
 	unsigned char c = s[0];
 	size_t len;
