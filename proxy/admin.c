@@ -4,7 +4,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -25,6 +24,7 @@
 
 #include "admin.h"
 #include "http1.h"
+#include "listener.h"
 
 #define ADMIN_PROBE_PREFIX "/app-health/"
 /* The kubelet's own default probe timeout is 1 s; the proxy answers within it. */
@@ -342,34 +342,21 @@ static void *admin_accept_main(void *arg)
 	return NULL;
 }
 
-/* A listening socket for "host:port". */
+/* The listening socket for "host:port", as the proxy's other listeners make theirs. */
 static int admin_listen(struct admin *a, const char *listen_on, struct err *e)
 {
-	char host[256];
-	const char *colon = strrchr(listen_on, ':');
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE |
-		                                                            AI_NUMERICHOST },
-	                *ai = NULL;
 	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	int one = 1, rc;
+	socklen_t len = sizeof(ss);
 
-	if (colon == NULL || (size_t)(colon - listen_on) >= sizeof(host))
+	if (listener_resolve(listen_on, &ss, &len) < 0)
 		return err_set(e, -EINVAL, "admin: \"%s\" is not ADDRESS:PORT", listen_on);
-	memcpy(host, listen_on, (size_t)(colon - listen_on));
-	host[colon - listen_on] = '\0';
-	rc = getaddrinfo(host, colon + 1, &hints, &ai);
-	if (rc != 0)
-		return err_set(e, -EINVAL, "admin: \"%s\": %s", listen_on, gai_strerror(rc));
-	a->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (a->fd < 0 || setsockopt(a->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    bind(a->fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(a->fd, 64) < 0 ||
-	    getsockname(a->fd, (struct sockaddr *)&ss, &sl) < 0) {
-		rc = -errno;
-		freeaddrinfo(ai);
-		return err_set(e, rc, "admin: cannot listen on %s: %s", listen_on, strerror(-rc));
-	}
-	freeaddrinfo(ai);
+	a->fd = listener_socket((struct sockaddr *)&ss, len, 0, 64);
+	if (a->fd < 0)
+		return err_set(e, a->fd, "admin: cannot listen on %s: %s", listen_on,
+		               strerror(-a->fd));
+	len = sizeof(ss);
+	if (getsockname(a->fd, (struct sockaddr *)&ss, &len) < 0)
+		return err_set(e, -errno, "admin: %s", strerror(errno));
 	a->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
 	                                         : ((struct sockaddr_in *)&ss)->sin_port);
 	return 0;

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Listening sockets: accept4 in batches, a timed pause on EMFILE, SO_ORIGINAL_DST. */
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -38,6 +40,32 @@ struct listener {
 	uint64_t accepted, pauses, logged_pauses, last_log;
 	bool closed;
 };
+
+int listener_resolve(const char *text, struct sockaddr_storage *ss, socklen_t *len)
+{
+	char host[256];
+	const char *colon = strrchr(text, ':');
+	struct addrinfo hints = { .ai_flags = AI_PASSIVE | AI_NUMERICSERV,
+		                  .ai_socktype = SOCK_STREAM };
+	struct addrinfo *ai = NULL;
+	size_t hlen;
+	int rc;
+
+	if (colon == NULL)
+		return -EINVAL;
+	hlen = (size_t)(colon - text);
+	if (hlen >= 2 && text[0] == '[' && colon[-1] == ']')
+		snprintf(host, sizeof(host), "%.*s", (int)(hlen - 2), text + 1);
+	else
+		snprintf(host, sizeof(host), "%.*s", (int)hlen, text);
+	rc = getaddrinfo(host[0] != '\0' ? host : NULL, colon + 1, &hints, &ai);
+	if (rc != 0)
+		return -EINVAL;
+	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+	*len = ai->ai_addrlen;
+	freeaddrinfo(ai);
+	return 0;
+}
 
 int listener_socket(const struct sockaddr *addr, socklen_t len, unsigned flags, int backlog)
 {

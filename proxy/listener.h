@@ -37,6 +37,12 @@ typedef void listener_accept_fn(struct listener *l, int fd, const struct sockadd
                                 socklen_t peer_len, void *arg);
 
 /*
+ * listener_resolve - "host:port", "[v6]:port" or ":port" (any address) as a numeric-port
+ * address to listen on into *ss and *len. Returns 0, or -EINVAL.
+ */
+int listener_resolve(const char *text, struct sockaddr_storage *ss, socklen_t *len);
+
+/*
  * listener_socket - a non-blocking, close-on-exec TCP socket bound to addr and listening
  * (backlog 0 means LISTENER_BACKLOG), with SO_REUSEADDR, and SO_REUSEPORT when flags has
  * LISTENER_REUSEPORT. Returns the fd, or -errno.

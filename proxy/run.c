@@ -312,15 +312,18 @@ static const char *run_principal(struct relay *r)
 	return id != NULL && strncmp(id, "spiffe://", 9) == 0 ? id + 9 : id;
 }
 
-/* One HTTP request on an HTTP port: the policy's decision, logged when asked. */
-static bool run_decide_http(void *arg, const struct http1_request *h)
+/*
+ * The policy's decision for a connection to port (h NULL) or for one HTTP request, counted
+ * and, when an AUDIT policy matched, logged. Returns the set the decision points into:
+ * the caller unrefs it once done with d.
+ */
+static struct policy_set *run_decide(struct run_conn *c, uint16_t port,
+                                     const struct http1_request *h, struct policy_decision *d)
 {
-	struct run_conn *c = arg;
 	struct run *run = c->w->run;
 	struct sockaddr_storage src;
 	struct policy_set *set = authz_current(run->authz);
-	struct policy_decision d;
-	char name[128], method[32], path[512], host[256];
+	char name[128], method[32] = "", path[512] = "";
 
 	relay_source(c->r, &src);
 	policy_decide(set, authz_workload(run->authz),
@@ -328,23 +331,37 @@ static bool run_decide_http(void *arg, const struct http1_request *h)
 	                                        .source = src.ss_family != AF_UNSPEC
 	                                                      ? (struct sockaddr *)&src
 	                                                      : NULL,
-	                                        .port = c->app_port,
+	                                        .port = port,
 	                                        .http = h },
-	              &d);
-	metrics_inc(&run_policy_checks, d.allow ? 0 : 1);
-	if (run->cfg.access_log || d.audit != NULL) {
+	              d);
+	metrics_inc(&run_policy_checks, d->allow ? 0 : 1);
+	if (d->audit != NULL) {
+		if (h != NULL) {
+			snprintf(method, sizeof(method), "%.*s", (int)h->method.len, h->method.p);
+			snprintf(path, sizeof(path), "%.*s", (int)h->target.len, h->target.p);
+		}
+		log_info("policy audit",
+		         LOG_STR("policy", authz_policy_name(d->audit, name, sizeof(name))),
+		         LOG_INT("rule", d->audit_rule),
+		         LOG_STR("peer", relay_peer_id(c->r, RELAY_DOWN)), LOG_INT("port", port),
+		         LOG_STR("method", h != NULL ? method : NULL),
+		         LOG_STR("path", h != NULL ? path : NULL), LOG_BOOL("allowed", d->allow));
+	}
+	return set;
+}
+
+/* One HTTP request on an HTTP port: the policy's decision, logged when asked. */
+static bool run_decide_http(void *arg, const struct http1_request *h)
+{
+	struct run_conn *c = arg;
+	struct policy_decision d;
+	struct policy_set *set = run_decide(c, c->app_port, h, &d);
+	char name[128], method[32], path[512], host[256];
+
+	if (c->w->run->cfg.access_log) {
 		snprintf(method, sizeof(method), "%.*s", (int)h->method.len, h->method.p);
 		snprintf(path, sizeof(path), "%.*s", (int)h->target.len, h->target.p);
 		snprintf(host, sizeof(host), "%.*s", (int)h->host.len, h->host.p);
-	}
-	if (d.audit != NULL)
-		log_info("policy audit",
-		         LOG_STR("policy", authz_policy_name(d.audit, name, sizeof(name))),
-		         LOG_INT("rule", d.audit_rule),
-		         LOG_STR("peer", relay_peer_id(c->r, RELAY_DOWN)),
-		         LOG_INT("port", c->app_port), LOG_STR("method", method),
-		         LOG_STR("path", path), LOG_BOOL("allowed", d.allow));
-	if (run->cfg.access_log)
 		log_info("request", LOG_STR("listener", run_kind_names[c->kind]),
 		         LOG_STR("peer", relay_peer_id(c->r, RELAY_DOWN)),
 		         LOG_INT("port", c->app_port), LOG_STR("method", method),
@@ -352,6 +369,7 @@ static bool run_decide_http(void *arg, const struct http1_request *h)
 		         LOG_STR("decision", d.allow ? "allow" : "deny"),
 		         LOG_STR("policy", authz_policy_name(d.policy, name, sizeof(name))),
 		         LOG_INT("rule", d.rule), LOG_STR("why", d.why));
+	}
 	policy_set_unref(set);
 	return d.allow;
 }
@@ -363,7 +381,6 @@ static bool run_decide_http(void *arg, const struct http1_request *h)
 static int run_authorize(struct relay *r, struct run_conn *c, uint16_t port)
 {
 	struct run *run = c->w->run;
-	struct sockaddr_storage src;
 	struct policy_set *set;
 	struct policy_decision d;
 	char name[128];
@@ -371,24 +388,10 @@ static int run_authorize(struct relay *r, struct run_conn *c, uint16_t port)
 	c->app_port = port;
 	if (authz_is_http(run->authz, port))
 		return relay_http_set(r, run_decide_http, c, authz_head_limit(run->authz));
-	relay_source(r, &src);
-	set = authz_current(run->authz);
-	policy_decide(set, authz_workload(run->authz),
-	              &(struct policy_request){ .principal = run_principal(r),
-	                                        .source = src.ss_family != AF_UNSPEC
-	                                                      ? (struct sockaddr *)&src
-	                                                      : NULL,
-	                                        .port = port },
-	              &d);
-	if (d.audit != NULL)
-		log_info("policy audit",
-		         LOG_STR("policy", authz_policy_name(d.audit, name, sizeof(name))),
-		         LOG_INT("rule", d.audit_rule), LOG_STR("peer", relay_peer_id(r, RELAY_DOWN)),
-		         LOG_INT("port", port), LOG_BOOL("allowed", d.allow));
+	set = run_decide(c, port, NULL, &d);
 	snprintf(c->policy, sizeof(c->policy), "%s",
 	         d.policy != NULL ? authz_policy_name(d.policy, name, sizeof(name)) : "");
 	c->rule = d.rule;
-	metrics_inc(&run_policy_checks, d.allow ? 0 : 1);
 	if (!d.allow)
 		log_warnx("connection denied by policy", LOG_STR("listener", run_kind_names[c->kind]),
 		          LOG_STR("peer", relay_peer_id(r, RELAY_DOWN)), LOG_INT("port", port),
@@ -639,33 +642,8 @@ static void *run_worker_main(void *arg)
 	return NULL;
 }
 
+
 /* A listening socket for addr ("host:port"), one per worker with SO_REUSEPORT. */
-static int run_resolve(const char *text, struct sockaddr_storage *ss, socklen_t *len)
-{
-	char host[256];
-	const char *colon = strrchr(text, ':');
-	struct addrinfo hints = { .ai_flags = AI_PASSIVE | AI_NUMERICSERV,
-		                  .ai_socktype = SOCK_STREAM };
-	struct addrinfo *ai = NULL;
-	size_t hlen;
-	int rc;
-
-	if (colon == NULL)
-		return -EINVAL;
-	hlen = (size_t)(colon - text);
-	if (hlen >= 2 && text[0] == '[' && colon[-1] == ']')
-		snprintf(host, sizeof(host), "%.*s", (int)(hlen - 2), text + 1);
-	else
-		snprintf(host, sizeof(host), "%.*s", (int)hlen, text);
-	rc = getaddrinfo(host[0] != '\0' ? host : NULL, colon + 1, &hints, &ai);
-	if (rc != 0)
-		return -EINVAL;
-	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
-	*len = ai->ai_addrlen;
-	freeaddrinfo(ai);
-	return 0;
-}
-
 static int run_listen_on(struct run_worker *w, const char *addr, enum run_kind kind,
                          const struct run_static *st, struct err *e)
 {
@@ -674,7 +652,7 @@ static int run_listen_on(struct run_worker *w, const char *addr, enum run_kind k
 	socklen_t len;
 	int fd, rc;
 
-	rc = run_resolve(addr, &ss, &len);
+	rc = listener_resolve(addr, &ss, &len);
 	if (rc < 0)
 		return err_set(e, rc, "%s: not a listening address", addr);
 	fd = listener_socket((struct sockaddr *)&ss, len, LISTENER_REUSEPORT, LISTENER_BACKLOG);
@@ -700,7 +678,7 @@ static int run_parse_static(struct run *run, struct err *e)
 		n = sscanf(run->cfg.static_listeners.items[i], "%15s %127s %127s %2099s", mode,
 		           st->listen, upstream, id);
 		st->kind = strcmp(mode, "originate") == 0 ? RUN_ORIGINATE : RUN_TERMINATE;
-		if (n < 3 || run_resolve(upstream, &st->upstream, &st->upstream_len) < 0)
+		if (n < 3 || listener_resolve(upstream, &st->upstream, &st->upstream_len) < 0)
 			return err_set(e, -EINVAL, "listeners.static: \"%s\" is not usable",
 			               run->cfg.static_listeners.items[i]);
 		if (n == 4) {
