@@ -365,6 +365,30 @@ def test_policies_need_the_workload_namespace(tmp_path):
     assert "policy.paths needs the workload's namespace" in r.stderr
 
 
+@pytest.mark.parametrize("env,labels,words", [
+    ({"MESHLET_HTTP_PORTS": "80,http"}, None,
+     'MESHLET_HTTP_PORTS: "80,http" must be ports from 1 to 65535'),
+    ({"MESHLET_HTTP_PORTS": "0"}, None, 'MESHLET_HTTP_PORTS: "0" must be ports'),
+    ({}, 'app=web\n', "not a labels file (key=\"value\" lines, as the downward API writes)"),
+    ({}, 'app="web\n', "not a labels file"),
+])
+def test_bad_policy_settings_are_refused(tmp_path, env, labels, words):
+    good = tmp_path / "p.yaml"
+    good.write_text(POLICY.replace("{principal}", CLIENT))
+    cfg = tmp_path / "proxy.yaml"
+    text = (f"identity:\n  mode: files\n  cert_file: /nonexistent\n"
+            f"  key_file: /nonexistent\n  bundle_file: /nonexistent\n  namespace: default\n"
+            f"listeners:\n  capture: false\npolicy:\n  paths: [\"{good}\"]\n")
+    if labels is not None:
+        (tmp_path / "labels").write_text(labels)
+        text += f"  labels_file: \"{tmp_path / 'labels'}\"\n"
+    cfg.write_text(text)
+    r = run([binary("meshlet-proxy"), "run", "--config", str(cfg)],
+            env=dict(os.environ, **env))
+    assert r.returncode != 0
+    assert words in r.stderr, r.stderr
+
+
 def test_policy_check(tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text(POLICY.replace("{principal}", CLIENT))
