@@ -646,7 +646,10 @@ static void test_load_key_mismatch(void **state)
 
 static void test_load_leaf_as_ca(void **state)
 {
-	struct sign_request r = { .id = &fx.web, .now = time_now_ms() / 1000, .ttl = 3600 };
+	/* Backdated as the CA does, so that a clock that steps back cannot make it future. */
+	struct sign_request r = {
+		.id = &fx.web, .now = time_now_ms() / 1000, .ttl = 3600, .backdate = 300
+	};
 	struct err e = { 0 };
 	X509 *leaf;
 
@@ -872,7 +875,10 @@ static void test_issue_clamped(void **state)
 static void test_issue_dns(void **state)
 {
 	static const char *const dns[] = { "web.example.org", "*.web.example.org", "localhost" };
-	struct sign_request r = { .pubkey = fx.ec_key, .dns = dns, .ndns = 3, .ttl = 3600 };
+	/* Backdated as the CA does, so that a clock that steps back cannot make it future. */
+	struct sign_request r = {
+		.pubkey = fx.ec_key, .dns = dns, .ndns = 3, .ttl = 3600, .backdate = 300
+	};
 	struct err e = { 0 };
 	GENERAL_NAMES *names;
 	X509 *leaf = NULL;
