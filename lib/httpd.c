@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -68,6 +70,7 @@ struct httpd_call {
 	size_t seen;    /* body bytes received, kept or not */
 	bool too_large; /* the body passed max_body */
 	bool answered;
+	int corked; /* the socket held with TCP_CORK until the response is out, or -1 */
 };
 
 static void httpd_stamp_of(const char *path, struct httpd_stamp *s)
@@ -179,6 +182,24 @@ static void httpd_client(struct MHD_Connection *conn, char *buf, size_t size)
 		snprintf(buf, size, "%.46s:%.7s", host, serv);
 }
 
+/*
+ * Over TLS, libmicrohttpd sends the response head and body as two records with a send
+ * each. Corking the socket until the response is complete (httpd_completed uncorks it)
+ * puts both records in one segment: the client wakes once per response, not twice.
+ */
+static void httpd_cork(const struct httpd *h, struct MHD_Connection *conn, struct httpd_call *call)
+{
+	const union MHD_ConnectionInfo *ci;
+	int on = 1;
+
+	if (h->o.cert_file == NULL || call->corked >= 0)
+		return;
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (ci == NULL || setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on)) != 0)
+		return;
+	call->corked = ci->connect_fd;
+}
+
 static enum MHD_Result httpd_respond(struct httpd *h, struct MHD_Connection *conn,
                                      const char *method, const char *url, struct httpd_call *call)
 {
@@ -219,6 +240,7 @@ static enum MHD_Result httpd_respond(struct httpd *h, struct MHD_Connection *con
 	/* A body we did not read cannot be skipped on a kept-alive connection. */
 	if (call->too_large)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+	httpd_cork(h, conn, call);
 	ret = MHD_queue_response(conn, (unsigned)res.status, r);
 	MHD_destroy_response(r);
 	return ret;
@@ -238,6 +260,7 @@ static enum MHD_Result httpd_access(void *cls, struct MHD_Connection *conn, cons
 		call = calloc(1, sizeof(*call));
 		if (call == NULL)
 			return MHD_NO;
+		call->corked = -1;
 		*con_cls = call;
 		cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 		                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -291,11 +314,14 @@ static void httpd_completed(void *cls, struct MHD_Connection *conn, void **con_c
                             enum MHD_RequestTerminationCode toe)
 {
 	struct httpd_call *call = *con_cls;
+	int off = 0;
 
 	(void)cls;
 	(void)conn;
 	(void)toe;
 	if (call != NULL) {
+		if (call->corked >= 0)
+			(void)setsockopt(call->corked, IPPROTO_TCP, TCP_CORK, &off, sizeof(off));
 		free(call->body);
 		free(call);
 		*con_cls = NULL;
