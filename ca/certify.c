@@ -194,39 +194,34 @@ static int certify_body(const struct certify_deps *d, const char *body, size_t l
  * text: the chain after the leaf and the bundle were made once (certify_pem_json), and
  * building the rest with jansson cost more than signing.
  */
-static int certify_answer(const struct certify_deps *d, X509 *leaf, struct certify_result *r)
+static int certify_answer(const struct certify_deps *d, const struct sign_leaf *leaf,
+                          struct certify_result *r)
 {
 	static const char k_id[] = "{\"spiffe_id\":", k_chain[] = ",\"cert_chain\":[\"",
 	                  k_bundle[] = ",\"trust_bundle\":", k_expires[] = ",\"expires_at\":\"";
 	const char *rest = d->chain_json + 1; /* after its '[': "]" or the intermediates */
-	struct timespec ts = { 0 };
-	unsigned char *der = NULL;
+	struct timespec ts = { .tv_sec = (time_t)leaf->not_after };
+	const unsigned char *der = leaf->der;
 	json_t *id = json_string(r->spiffe_id);
 	char *id_json = NULL, *o;
-	int64_t not_after;
-	size_t size;
-	int len, rc = -1;
+	size_t size, len = leaf->len;
+	int rc = -1;
 
-	len = i2d_X509(leaf, &der);
-	if (len <= 0 || id == NULL || x509_not_after(leaf, &not_after) < 0)
+	if (id == NULL || time_format_rfc3339(&ts, false, r->not_after, sizeof(r->not_after)) < 0)
 		goto out;
-	ts.tv_sec = (time_t)not_after;
-	if (time_format_rfc3339(&ts, false, r->not_after, sizeof(r->not_after)) < 0 ||
-	    x509_serial_hex(leaf, r->serial, sizeof(r->serial)) < 0)
-		goto out;
+	snprintf(r->serial, sizeof(r->serial), "%s", leaf->serial);
 	id_json = json_dumps(id, JSON_ENCODE_ANY | JSON_COMPACT);
 	if (id_json == NULL)
 		goto out;
-	size = strlen(k_id) + strlen(id_json) + strlen(k_chain) +
-	       pem_json_string(NULL, der, (size_t)len) + 1 + (*rest != ']') + strlen(rest) +
-	       strlen(k_bundle) + strlen(d->bundle_json) + strlen(k_expires) +
-	       strlen(r->not_after) + 3;
+	size = strlen(k_id) + strlen(id_json) + strlen(k_chain) + pem_json_string(NULL, der, len) +
+	       1 + (*rest != ']') + strlen(rest) + strlen(k_bundle) + strlen(d->bundle_json) +
+	       strlen(k_expires) + strlen(r->not_after) + 3;
 	o = r->body = malloc(size);
 	if (o == NULL)
 		goto out;
 	o = stpcpy(stpcpy(o, k_id), id_json);
 	o = stpcpy(o, k_chain);
-	o += pem_json_string(o, der, (size_t)len);
+	o += pem_json_string(o, der, len);
 	*o++ = '"';
 	if (*rest != ']')
 		*o++ = ',';
@@ -236,7 +231,6 @@ static int certify_answer(const struct certify_deps *d, X509 *leaf, struct certi
 	stpcpy(o, "\"}");
 	rc = 0;
 out:
-	OPENSSL_free(der);
 	free(id_json);
 	json_decref(id);
 	return rc;
@@ -260,7 +254,7 @@ void certify(const struct certify_deps *d, const char *authorization, const char
 	const char *token = certify_bearer(authorization);
 	const char *csr_pem = NULL;
 	struct csr *req = NULL;
-	X509 *leaf = NULL;
+	struct sign_leaf leaf = { 0 };
 	json_t *root = NULL;
 	int64_t ttl = 0, retry_ms = 0;
 	int rc;
@@ -336,11 +330,11 @@ void certify(const struct certify_deps *d, const char *authorization, const char
 	sr.now = d->now;
 	sr.ttl = ttl;
 	sr.backdate = cfg->backdate / 1000;
-	if (sign_issue(d->signer, &sr, &leaf, &e) < 0) {
+	if (sign_issue_der(d->signer, &sr, &leaf, &e) < 0) {
 		certify_refuse_err(r, 500, &e);
 		goto out;
 	}
-	if (certify_answer(d, leaf, r) < 0) {
+	if (certify_answer(d, &leaf, r) < 0) {
 		certify_refuse(r, 500, "internal", "out of memory while writing the answer");
 		goto out;
 	}
@@ -348,6 +342,6 @@ void certify(const struct certify_deps *d, const char *authorization, const char
 out:
 	json_decref(root);
 	csr_free(req);
-	X509_free(leaf);
+	free(leaf.der);
 	OPENSSL_cleanse(&e, sizeof(e));
 }

@@ -15,6 +15,7 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
+#include "der.h"
 #include "meshlet/time.h"
 #include "meshlet/x509.h"
 #include "sign.h"
@@ -46,13 +47,16 @@ struct signer {
 	int64_t not_after;         /* cert's */
 	bool has_td;
 	char td[SPIFFE_TD_MAX + 1];
+	/* What every leaf repeats, encoded once at load (sign_issue_der). */
+	struct der sigalg;      /* the signature AlgorithmIdentifier for key and md */
+	struct der issuer_der;  /* issuer, as a Name */
+	struct der subject_der; /* subject, as a Name */
+	struct der aki_ext;     /* the authorityKeyIdentifier Extension, of key_id */
 };
 
 /* What build_cert makes; CA certificates and leaves differ only in these. */
 struct cert_spec {
 	EVP_PKEY *pubkey;
-	const X509_ALGOR *spki_alg; /* when set, with spki_key, used instead of pubkey */
-	const ASN1_BIT_STRING *spki_key;
 	const X509_NAME *subject;
 	const X509_NAME *issuer;                /* NULL: self-signed */
 	const ASN1_OCTET_STRING *issuer_key_id; /* for the AKI; ignored when self-signed */
@@ -154,16 +158,23 @@ static ASN1_OCTET_STRING *key_id_of(const X509 *x)
 	return id;
 }
 
+/* A serial number: positive (top bit clear) and always 159 bits long, so never zero. */
+static bool serial_bytes(unsigned char b[SERIAL_BYTES])
+{
+	if (RAND_bytes(b, SERIAL_BYTES) != 1)
+		return false;
+	b[0] = (unsigned char)((b[0] & 0x7f) | 0x40);
+	return true;
+}
+
 static bool random_serial(X509 *x)
 {
 	unsigned char b[SERIAL_BYTES];
 	BIGNUM *bn = NULL;
 	bool ok;
 
-	if (RAND_bytes(b, sizeof(b)) != 1)
+	if (!serial_bytes(b))
 		return false;
-	/* Positive (top bit clear) and always 159 bits long, so never zero: 158 random bits. */
-	b[0] = (unsigned char)((b[0] & 0x7f) | 0x40);
 	bn = BN_bin2bn(b, sizeof(b), NULL);
 	ok = bn != NULL && BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) != NULL;
 	BN_free(bn);
@@ -182,12 +193,11 @@ static bool add_ext(X509 *x, int nid, void *value, bool critical)
 	return X509_add1_ext_i2d(x, nid, value, critical, X509V3_ADD_DEFAULT) == 1;
 }
 
-/* The extensions of c, in the order that `openssl x509 -text` shows them. */
+/* The extensions of CA certificate c, in the order that `openssl x509 -text` shows them. */
 static bool add_extensions(X509 *x, const struct cert_spec *c)
 {
 	BASIC_CONSTRAINTS *bc = BASIC_CONSTRAINTS_new();
 	ASN1_BIT_STRING *ku = ASN1_BIT_STRING_new();
-	EXTENDED_KEY_USAGE *eku = NULL;
 	ASN1_OCTET_STRING *ski = NULL;
 	AUTHORITY_KEYID *aki = NULL;
 	bool ok = false;
@@ -205,13 +215,6 @@ static bool add_extensions(X509 *x, const struct cert_spec *c)
 			goto out;
 	if (!add_ext(x, NID_key_usage, ku, true))
 		goto out;
-	if (!c->ca) {
-		eku = sk_ASN1_OBJECT_new_null();
-		if (eku == NULL || !sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(NID_server_auth)) ||
-		    !sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(NID_client_auth)) ||
-		    !add_ext(x, NID_ext_key_usage, eku, false))
-			goto out;
-	}
 	ski = key_id_of(x);
 	if (ski == NULL || !add_ext(x, NID_subject_key_identifier, ski, false))
 		goto out;
@@ -230,51 +233,9 @@ static bool add_extensions(X509 *x, const struct cert_spec *c)
 out:
 	BASIC_CONSTRAINTS_free(bc);
 	ASN1_BIT_STRING_free(ku);
-	sk_ASN1_OBJECT_pop_free(eku, ASN1_OBJECT_free);
 	ASN1_OCTET_STRING_free(ski);
 	AUTHORITY_KEYID_free(aki);
 	return ok;
-}
-
-/*
- * Copies a SubjectPublicKeyInfo into x field by field. X509_set_pubkey would get there
- * through OpenSSL 3.0's encoder and then its decoder, which took a third of the time of
- * an issuance; the key was already checked when the CSR was.
- */
-static int copy_spki(X509 *x, const X509_ALGOR *algor, const ASN1_BIT_STRING *key)
-{
-	const ASN1_OBJECT *alg = NULL;
-	const unsigned char *bits = ASN1_STRING_get0_data(key);
-	const void *pval = NULL;
-	ASN1_OBJECT *obj = NULL;
-	void *val = NULL;
-	unsigned char *copy = NULL;
-	int len = ASN1_STRING_length(key), ptype = V_ASN1_UNDEF;
-
-	if (bits == NULL || len <= 0)
-		return 0;
-	X509_ALGOR_get0(&alg, &ptype, &pval, algor);
-	obj = OBJ_dup(alg);
-	if (ptype == V_ASN1_OBJECT)
-		val = OBJ_dup(pval);
-	else if (ptype == V_ASN1_SEQUENCE)
-		val = ASN1_STRING_dup(pval);
-	else if (ptype != V_ASN1_NULL && ptype != V_ASN1_UNDEF)
-		goto fail;
-	copy = OPENSSL_memdup(bits, (size_t)len);
-	if (obj == NULL || copy == NULL ||
-	    ((ptype == V_ASN1_OBJECT || ptype == V_ASN1_SEQUENCE) && val == NULL))
-		goto fail;
-	if (X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(x), obj, ptype, val, copy, len))
-		return 1;
-fail:
-	ASN1_OBJECT_free(obj);
-	if (ptype == V_ASN1_OBJECT)
-		ASN1_OBJECT_free(val);
-	else
-		ASN1_STRING_free(val);
-	OPENSSL_free(copy);
-	return 0;
 }
 
 /*
@@ -294,7 +255,7 @@ static bool sign_cert(X509 *x, const struct cert_spec *c)
 	return ok;
 }
 
-/* Builds and signs the certificate c describes; NULL when OpenSSL fails (out of memory). */
+/* Builds and signs the CA certificate c describes; NULL when OpenSSL fails (out of memory). */
 static X509 *build_cert(const struct cert_spec *c)
 {
 	X509 *x = X509_new();
@@ -303,9 +264,7 @@ static X509 *build_cert(const struct cert_spec *c)
 	    !X509_set_subject_name(x, c->subject) ||
 	    !X509_set_issuer_name(x, c->issuer != NULL ? c->issuer : c->subject) ||
 	    !set_time(X509_getm_notBefore(x), c->not_before) ||
-	    !set_time(X509_getm_notAfter(x), c->not_after) ||
-	    !(c->spki_alg != NULL && c->spki_key != NULL ? copy_spki(x, c->spki_alg, c->spki_key)
-	                                                 : X509_set_pubkey(x, c->pubkey)) ||
+	    !set_time(X509_getm_notAfter(x), c->not_after) || !X509_set_pubkey(x, c->pubkey) ||
 	    !add_extensions(x, c) || !sign_cert(x, c)) {
 		X509_free(x);
 		return NULL;
@@ -440,6 +399,51 @@ struct init_file {
 };
 
 /* Makes dir if it is missing; *made tells whether this call made it. */
+/* Encodes what every leaf of s repeats: the signature algorithm, the names, the AKI. */
+static bool leaf_parts(struct signer *s)
+{
+	static const unsigned char aki_oid[] = { 0x06, 0x03, 0x55, 0x1d, 0x23 };
+	X509_ALGOR *alg = X509_ALGOR_new();
+	unsigned char *p = NULL;
+	int signid = NID_undef, len;
+	size_t m, o, k;
+	bool rsa = EVP_PKEY_get_base_id(s->key) == EVP_PKEY_RSA, ok = false;
+
+	if (alg == NULL ||
+	    !OBJ_find_sigid_by_algs(&signid, EVP_MD_get_type(s->md),
+	                            EVP_PKEY_get_base_id(s->key)) ||
+	    !X509_ALGOR_set0(alg, OBJ_nid2obj(signid), rsa ? V_ASN1_NULL : V_ASN1_UNDEF, NULL))
+		goto out;
+	if ((len = i2d_X509_ALGOR(alg, &p)) <= 0)
+		goto out;
+	der_put(&s->sigalg, p, (size_t)len);
+	OPENSSL_free(p);
+	p = NULL;
+	if ((len = i2d_X509_NAME(s->issuer, &p)) <= 0)
+		goto out;
+	der_put(&s->issuer_der, p, (size_t)len);
+	OPENSSL_free(p);
+	p = NULL;
+	if ((len = i2d_X509_NAME(s->subject, &p)) <= 0)
+		goto out;
+	der_put(&s->subject_der, p, (size_t)len);
+	m = der_begin(&s->aki_ext, 0x30);
+	der_put(&s->aki_ext, aki_oid, sizeof(aki_oid));
+	o = der_begin(&s->aki_ext, 0x04);
+	k = der_begin(&s->aki_ext, 0x30);
+	der_tlv(&s->aki_ext, 0x80, ASN1_STRING_get0_data(s->key_id),
+	        (size_t)ASN1_STRING_length(s->key_id));
+	der_end(&s->aki_ext, k);
+	der_end(&s->aki_ext, o);
+	der_end(&s->aki_ext, m);
+	ok = !s->sigalg.failed && !s->issuer_der.failed && !s->subject_der.failed &&
+	     !s->aki_ext.failed;
+out:
+	OPENSSL_free(p);
+	X509_ALGOR_free(alg);
+	return ok;
+}
+
 static int ensure_dir(const char *dir, bool *made, struct err *e)
 {
 	struct stat st;
@@ -787,6 +791,10 @@ struct signer *sign_load(const char *dir, struct err *e)
 		err_set(e, -ENOMEM, "%s: out of memory", dir);
 		goto fail;
 	}
+	if (!leaf_parts(s)) {
+		err_set(e, -ENOMEM, "%s: out of memory", dir);
+		goto fail;
+	}
 	if (x509_not_after(s->cert, &s->not_after) < 0) {
 		err_set(e, ERR_SIGN_CA, "%s: the certificate has a malformed notAfter", cert_path);
 		goto fail;
@@ -818,18 +826,22 @@ void sign_free(struct signer *s)
 	ASN1_OCTET_STRING_free(s->key_id);
 	sk_X509_pop_free(s->chain, X509_free);
 	sk_X509_pop_free(s->roots, X509_free);
+	free(s->sigalg.p);
+	free(s->issuer_der.p);
+	free(s->subject_der.p);
+	free(s->aki_ext.p);
 	free(s);
 }
 
-/* The names of the leaf: r's SPIFFE ID, then its DNS names, each checked. */
-static int leaf_names(const struct signer *s, const struct sign_request *r, GENERAL_NAMES *names,
-                      struct err *e)
+/* Checks the names of the leaf: r's SPIFFE ID (formatted into uri), then its DNS names. */
+static int leaf_names(const struct signer *s, const struct sign_request *r,
+                      char uri[SPIFFE_ID_MAX + 1], struct err *e)
 {
-	char uri[SPIFFE_ID_MAX + 1];
 	int rc;
 
+	uri[0] = '\0';
 	if (r->id != NULL) {
-		rc = spiffe_id_format(r->id, uri, sizeof(uri));
+		rc = spiffe_id_format(r->id, uri, SPIFFE_ID_MAX + 1);
 		if (rc < 0)
 			return err_set(e, rc, "the SPIFFE ID to certify is invalid: %s",
 			               err_str(rc));
@@ -840,30 +852,189 @@ static int leaf_names(const struct signer *s, const struct sign_request *r, GENE
 		if (s->has_td && strcmp(r->id->td, s->td) != 0)
 			return err_set(e, ERR_CSR_IDENTITY,
 			               "%s is not in the trust domain of this CA (%s)", uri, s->td);
-		if (!add_name(names, GEN_URI, uri))
-			return err_set(e, -ENOMEM, "out of memory");
 	}
-	for (size_t i = 0; i < r->ndns; i++) {
+	for (size_t i = 0; i < r->ndns; i++)
 		if (r->dns[i] == NULL || !valid_dns_name(r->dns[i]))
 			return err_set(
 			    e, -EINVAL,
 			    "\"%.253s\" is not a DNS name a certificate can carry (lower-case "
 			    "labels of letters, digits and '-'; \"*.\" may start it)",
 			    r->dns[i] != NULL ? r->dns[i] : "(null)");
-		if (!add_name(names, GEN_DNS, r->dns[i]))
-			return err_set(e, -ENOMEM, "out of memory");
-	}
 	return 0;
 }
 
-int sign_issue(const struct signer *s, const struct sign_request *r, X509 **out, struct err *e)
+/* A time as RFC 5280 wants it: UTCTime for 1950 to 2049, GeneralizedTime otherwise. */
+static bool der_time(struct der *d, int64_t secs)
 {
-	char when[TIME_RFC3339_MAX + 32];
-	struct cert_spec c = { .pathlen = -1 };
+	time_t t = (time_t)secs;
+	char buf[32];
+	struct tm tm;
+	int year, n;
+
+	if ((int64_t)t != secs || gmtime_r(&t, &tm) == NULL)
+		return false;
+	year = tm.tm_year + 1900;
+	if (year < 0 || year > 9999)
+		return false;
+	if (year >= 1950 && year < 2050)
+		n = snprintf(buf, sizeof(buf), "%02d%02d%02d%02d%02d%02dZ", year % 100,
+		             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+	else
+		n = snprintf(buf, sizeof(buf), "%04d%02d%02d%02d%02d%02dZ", year, tm.tm_mon + 1,
+		             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+	der_tlv(d, year >= 1950 && year < 2050 ? 0x17 : 0x18, buf, (size_t)n);
+	return true;
+}
+
+/*
+ * The leaf's SubjectPublicKeyInfo and subject key identifier (SHA-1 of the key's bits,
+ * RFC 5280's method 1). From the CSR's own encoding when r has it, else from r->pubkey.
+ */
+static bool der_spki(struct der *d, const struct sign_request *r, unsigned char ski[20])
+{
+	const unsigned char *bits = NULL;
+	const X509_ALGOR *alg = r->spki_alg;
+	X509_ALGOR *alg_mut = NULL;
+	X509_PUBKEY *xpk = NULL;
+	unsigned char *alg_der = NULL;
+	unsigned int md_len = 0;
+	int nbits = 0, alg_len;
+	size_t m, n;
+	bool ok = false;
+
+	if (r->spki_alg != NULL && r->spki_key != NULL) {
+		/* Keys are whole bytes: a BIT STRING with unused bits is no key we signed for. */
+		if ((r->spki_key->flags & ASN1_STRING_FLAG_BITS_LEFT) && (r->spki_key->flags & 7))
+			return false;
+		bits = ASN1_STRING_get0_data(r->spki_key);
+		nbits = ASN1_STRING_length(r->spki_key);
+	} else {
+		if (X509_PUBKEY_set(&xpk, r->pubkey) != 1 ||
+		    X509_PUBKEY_get0_param(NULL, &bits, &nbits, &alg_mut, xpk) != 1)
+			goto out;
+		alg = alg_mut;
+	}
+	alg_len = i2d_X509_ALGOR(alg, &alg_der);
+	if (bits == NULL || nbits <= 0 || alg_len <= 0 ||
+	    EVP_Digest(bits, (size_t)nbits, ski, &md_len, EVP_sha1(), NULL) != 1 || md_len != 20)
+		goto out;
+	m = der_begin(d, 0x30);
+	der_put(d, alg_der, (size_t)alg_len);
+	n = der_begin(d, 0x03);
+	der_put(d, "", 1); /* no unused bits */
+	der_put(d, bits, (size_t)nbits);
+	der_end(d, n);
+	der_end(d, m);
+	ok = true;
+out:
+	OPENSSL_free(alg_der);
+	X509_PUBKEY_free(xpk);
+	return ok;
+}
+
+/* Extensions every leaf has, in the order `openssl x509 -text` shows them. */
+/* basicConstraints, critical, CA:FALSE */
+static const unsigned char k_basic_constraints[] = { 0x30, 0x0c, 0x06, 0x03, 0x55, 0x1d, 0x13,
+	                                             0x01, 0x01, 0xff, 0x04, 0x02, 0x30, 0x00 };
+/* keyUsage, critical, digitalSignature; for RSA keys keyEncipherment too */
+static const unsigned char k_key_usage_ec[] = { 0x30, 0x0e, 0x06, 0x03, 0x55, 0x1d, 0x0f, 0x01,
+	                                        0x01, 0xff, 0x04, 0x04, 0x03, 0x02, 0x07, 0x80 };
+static const unsigned char k_key_usage_rsa[] = { 0x30, 0x0e, 0x06, 0x03, 0x55, 0x1d, 0x0f, 0x01,
+	                                         0x01, 0xff, 0x04, 0x04, 0x03, 0x02, 0x05, 0xa0 };
+/* extKeyUsage serverAuth, clientAuth */
+static const unsigned char k_ext_key_usage[] = { 0x30, 0x1d, 0x06, 0x03, 0x55, 0x1d, 0x25, 0x04,
+	                                         0x16, 0x30, 0x14, 0x06, 0x08, 0x2b, 0x06, 0x01,
+	                                         0x05, 0x05, 0x07, 0x03, 0x01, 0x06, 0x08, 0x2b,
+	                                         0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02 };
+static const unsigned char k_ski_oid[] = { 0x06, 0x03, 0x55, 0x1d, 0x0e };
+static const unsigned char k_san_oid[] = { 0x06, 0x03, 0x55, 0x1d, 0x11 };
+static const unsigned char k_version_3[] = { 0xa0, 0x03, 0x02, 0x01, 0x02 };
+
+/* The leaf's TBSCertificate, then its signature: the whole Certificate in d. */
+static bool der_leaf(const struct signer *s, const struct sign_request *r, const char *uri,
+                     const unsigned char serial[SERIAL_BYTES], int64_t not_before,
+                     int64_t not_after, struct der *d)
+{
+	unsigned char ski[20], *sig = NULL;
+	EVP_MD_CTX *ctx = NULL;
+	size_t cert, tbs, m, ext, one, octets, names, sig_len = 0;
+	bool ok = false;
+
+	cert = der_begin(d, 0x30);
+	tbs = der_begin(d, 0x30);
+	der_put(d, k_version_3, sizeof(k_version_3));
+	der_tlv(d, 0x02, serial, SERIAL_BYTES);
+	der_put(d, s->sigalg.p, s->sigalg.len);
+	der_put(d, s->issuer_der.p, s->issuer_der.len);
+	m = der_begin(d, 0x30);
+	if (!der_time(d, not_before) || !der_time(d, not_after))
+		goto out;
+	der_end(d, m);
+	der_put(d, s->subject_der.p, s->subject_der.len);
+	if (!der_spki(d, r, ski))
+		goto out;
+	ext = der_begin(d, 0xa3);
+	m = der_begin(d, 0x30);
+	der_put(d, k_basic_constraints, sizeof(k_basic_constraints));
+	if (EVP_PKEY_get_base_id(r->pubkey) == EVP_PKEY_RSA)
+		der_put(d, k_key_usage_rsa, sizeof(k_key_usage_rsa));
+	else
+		der_put(d, k_key_usage_ec, sizeof(k_key_usage_ec));
+	der_put(d, k_ext_key_usage, sizeof(k_ext_key_usage));
+	one = der_begin(d, 0x30);
+	der_put(d, k_ski_oid, sizeof(k_ski_oid));
+	octets = der_begin(d, 0x04);
+	der_tlv(d, 0x04, ski, sizeof(ski));
+	der_end(d, octets);
+	der_end(d, one);
+	der_put(d, s->aki_ext.p, s->aki_ext.len);
+	/* Never critical: every certificate we make has a non-empty subject. */
+	one = der_begin(d, 0x30);
+	der_put(d, k_san_oid, sizeof(k_san_oid));
+	octets = der_begin(d, 0x04);
+	names = der_begin(d, 0x30);
+	if (uri[0] != '\0')
+		der_tlv(d, 0x86, uri, strlen(uri));
+	for (size_t i = 0; i < r->ndns; i++)
+		der_tlv(d, 0x82, r->dns[i], strlen(r->dns[i]));
+	der_end(d, names);
+	der_end(d, octets);
+	der_end(d, one);
+	der_end(d, m);
+	der_end(d, ext);
+	der_end(d, tbs);
+	if (d->failed)
+		goto out;
+	/* A copy of a prepared context: fetching the algorithms again costs more in 3.0. */
+	ctx = EVP_MD_CTX_new();
+	if (ctx == NULL || EVP_MD_CTX_copy_ex(ctx, s->sign_ctx) != 1 ||
+	    EVP_DigestSign(ctx, NULL, &sig_len, d->p + tbs, d->len - tbs) != 1 ||
+	    (sig = OPENSSL_malloc(sig_len + 1)) == NULL ||
+	    EVP_DigestSign(ctx, sig + 1, &sig_len, d->p + tbs, d->len - tbs) != 1)
+		goto out;
+	der_put(d, s->sigalg.p, s->sigalg.len);
+	sig[0] = 0; /* no unused bits */
+	der_tlv(d, 0x03, sig, sig_len + 1);
+	der_end(d, cert);
+	ok = !d->failed;
+out:
+	OPENSSL_free(sig);
+	EVP_MD_CTX_free(ctx);
+	return ok;
+}
+
+int sign_issue_der(const struct signer *s, const struct sign_request *r, struct sign_leaf *out,
+                   struct err *e)
+{
+	static const char hex[] = "0123456789abcdef";
+	char when[TIME_RFC3339_MAX + 32], uri[SPIFFE_ID_MAX + 1];
+	unsigned char serial[SERIAL_BYTES];
+	struct der d = { 0 };
+	int64_t not_before, not_after;
 	int rc;
 
 	if (out != NULL)
-		*out = NULL;
+		memset(out, 0, sizeof(*out));
 	if (s == NULL || r == NULL || out == NULL || r->pubkey == NULL)
 		return err_set(e, -EINVAL, "sign_issue: no signer, request, key or output");
 	if (r->id == NULL && r->ndns == 0)
@@ -884,41 +1055,56 @@ int sign_issue(const struct signer *s, const struct sign_request *r, X509 **out,
 	if (s->not_after <= r->now)
 		return err_set(e, ERR_SIGN_CA, "the signing certificate expired at %s",
 		               rfc3339(s->not_after, when, sizeof(when)));
-
+	rc = leaf_names(s, r, uri, e);
+	if (rc < 0)
+		return rc;
+	not_before = r->now - r->backdate;
+	not_after = r->now + r->ttl < s->not_after ? r->now + r->ttl : s->not_after;
 	ERR_set_mark();
-	c.san = GENERAL_NAMES_new();
-	if (c.san == NULL) {
-		rc = err_set(e, -ENOMEM, "out of memory");
+	if (!serial_bytes(serial) || !der_leaf(s, r, uri, serial, not_before, not_after, &d)) {
+		rc = err_set(e, ERR_SIGN_CA, "signing the certificate failed: %s",
+		             d.failed ? "out of memory"
+		             : ERR_reason_error_string(ERR_peek_last_error()) != NULL
+		                 ? ERR_reason_error_string(ERR_peek_last_error())
+		                 : "times out of range or a key OpenSSL cannot use");
+		free(d.p);
 		goto out;
 	}
-	rc = leaf_names(s, r, c.san, e);
-	if (rc < 0)
-		goto out;
-	c.pubkey = r->pubkey;
-	c.spki_alg = r->spki_alg;
-	c.spki_key = r->spki_key;
-	c.subject = s->subject;
-	c.issuer = s->issuer;
-	c.issuer_key_id = s->key_id;
-	c.not_before = r->now - r->backdate;
-	c.not_after = r->now + r->ttl < s->not_after ? r->now + r->ttl : s->not_after;
-	c.key_usage = KU(KU_BIT_DIGITAL_SIGNATURE);
-	/* RSA keys may also carry TLS 1.2's RSA key exchange; EC keys sign only. */
-	if (EVP_PKEY_get_base_id(r->pubkey) == EVP_PKEY_RSA)
-		c.key_usage |= KU(KU_BIT_KEY_ENCIPHERMENT);
-	c.sign_key = s->key;
-	c.md = s->md;
-	c.sign_ctx = s->sign_ctx;
-	*out = build_cert(&c);
-	if (*out == NULL)
-		rc = err_set(e, ERR_SIGN_CA, "signing the certificate failed: %s",
-		             ERR_reason_error_string(ERR_peek_last_error()) != NULL
-		                 ? ERR_reason_error_string(ERR_peek_last_error())
-		                 : "out of memory or times out of range");
+	out->der = d.p;
+	out->len = d.len;
+	out->not_after = not_after;
+	for (size_t i = 0; i < SERIAL_BYTES; i++) {
+		out->serial[2 * i] = hex[serial[i] >> 4];
+		out->serial[2 * i + 1] = hex[serial[i] & 0x0f];
+	}
+	out->serial[2 * SERIAL_BYTES] = '\0';
+	rc = 0;
 out:
 	ERR_pop_to_mark();
-	GENERAL_NAMES_free(c.san);
 	return rc;
+}
+
+int sign_issue(const struct signer *s, const struct sign_request *r, X509 **out, struct err *e)
+{
+	struct sign_leaf leaf;
+	const unsigned char *p;
+	int rc;
+
+	if (out != NULL)
+		*out = NULL;
+	if (out == NULL)
+		return err_set(e, -EINVAL, "sign_issue: no signer, request, key or output");
+	rc = sign_issue_der(s, r, &leaf, e);
+	if (rc < 0)
+		return rc;
+	p = leaf.der;
+	ERR_set_mark();
+	*out = d2i_X509(NULL, &p, (long)leaf.len);
+	ERR_pop_to_mark();
+	free(leaf.der);
+	if (*out == NULL)
+		return err_set(e, ERR_SIGN_CA, "the certificate just made does not decode");
+	return 0;
 }
 
 const STACK_OF(X509) *sign_chain(const struct signer *s)

@@ -120,6 +120,23 @@ struct sign_request {
  */
 int sign_issue(const struct signer *s, const struct sign_request *r, X509 **out, struct err *e);
 
+/* A leaf as sign_issue_der makes it. */
+struct sign_leaf {
+	unsigned char *der; /* the certificate, DER; the caller frees it with free() */
+	size_t len;         /* bytes of der */
+	int64_t not_after;  /* Unix seconds */
+	char serial[41];    /* the serial number in lower-case hex, as x509_serial_hex */
+};
+
+/*
+ * sign_issue_der - sign_issue without the X509 object: the same certificate, written as
+ * DER directly (an order of magnitude less work than building it through OpenSSL's
+ * object model), with its notAfter and serial. Same arguments, checks and errors; *out is
+ * zeroed on failure.
+ */
+int sign_issue_der(const struct signer *s, const struct sign_request *r, struct sign_leaf *out,
+                   struct err *e);
+
 /*
  * sign_chain - the certificates to send after a leaf: the signing certificate and any
  * intermediates above it, up to but never including the root; empty when a root signs.

@@ -1088,6 +1088,59 @@ static void *issue_many(void *arg)
 	return (void *)failures;
 }
 
+/*
+ * sign_issue_der writes the certificate itself: it must be the DER OpenSSL would write
+ * for the same fields (re-encoding the parsed TBSCertificate gives the same bytes), for
+ * every kind of CA and leaf key, names of every kind included.
+ */
+static void test_issue_der_is_canonical(void **state)
+{
+	static const char *const dns[] = { "web.shop.svc", "*.example.com" };
+	EVP_PKEY *keys[2] = { fx.ec_key, fx.rsa_key };
+	struct sign_request r = { .id = &fx.web, .now = time_now_ms() / 1000, .ttl = 3600 };
+	struct sign_leaf leaf;
+	struct err e = { 0 };
+	unsigned char *tbs = NULL;
+	const unsigned char *p;
+	size_t hdr;
+	char hex[X509_SERIAL_HEX_SIZE];
+	int64_t na;
+	X509 *x;
+	int n;
+
+	(void)state;
+	for (int i = 0; i < NCAS; i++) {
+		for (int k = 0; k < 4; k++) {
+			r.pubkey = keys[k % 2];
+			r.dns = k >= 2 ? dns : NULL;
+			r.ndns = k >= 2 ? 2 : 0;
+			/* Far dates take GeneralizedTime, near ones UTCTime. */
+			r.ttl = k == 3 ? (int64_t)40 * 366 * 86400 : 3600;
+			if (sign_issue_der(fx.s[i], &r, &leaf, &e) != 0)
+				fail_msg("sign_issue_der: %s", e.msg);
+			p = leaf.der;
+			x = d2i_X509(NULL, &p, (long)leaf.len);
+			assert_non_null(x);
+			assert_ptr_equal(p, leaf.der + leaf.len);
+			n = i2d_re_X509_tbs(x, &tbs);
+			assert_true(n > 0);
+			hdr = 2 + ((leaf.der[1] & 0x80) ? (leaf.der[1] & 0x7f) : 0);
+			assert_true(hdr + (size_t)n < leaf.len);
+			assert_memory_equal(leaf.der + hdr, tbs, (size_t)n);
+			assert_int_equal(x509_serial_hex(x, hex, sizeof(hex)), 0);
+			assert_string_equal(hex, leaf.serial);
+			assert_int_equal(x509_not_after(x, &na), 0);
+			assert_int_equal(na, leaf.not_after);
+			assert_int_equal(verify(fx.s[i], x, X509_PURPOSE_SSL_CLIENT), 1);
+			OPENSSL_free(tbs);
+			tbs = NULL;
+			X509_free(x);
+			free(leaf.der);
+		}
+	}
+	assert_no_openssl_errors();
+}
+
 static void test_issue_threads(void **state)
 {
 	pthread_t threads[4];
@@ -1127,6 +1180,7 @@ int main(void)
 		cmocka_unit_test(test_issue_refusals),
 		cmocka_unit_test(test_issue_files),
 		cmocka_unit_test(test_issue_from_csr),
+		cmocka_unit_test(test_issue_der_is_canonical),
 		cmocka_unit_test(test_issue_threads),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
