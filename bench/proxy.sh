@@ -20,7 +20,8 @@
 #   (figures are medians over the runs, candidate order rotated; the idle connections are
 #   held in the first run only; about 5.5 minutes on 2 cores).
 #   Smoke run (about 2 minutes): bench/proxy.sh -d 3 -r 1 -b 1
-#   Env: PORT_BASE (24000; the first free block of ports above it is used), KEEP_TMP=1.
+#   Env: PORT_BASE (24000; the first free block of ports above it is used), KEEP_TMP=1,
+#   BENCH_OUT=DIR (also write the figures as files there, for bench/report.sh).
 # Needs: a build (make), and make deps-bench (wrk, iperf3, stunnel4, haproxy, nginx with
 # libnginx-mod-stream, python3). PERF_RECORD=DIR adds, after the table, a profile of a
 # meshlet pair under keep-alive and then new-connection load (perf record -g on both
@@ -35,6 +36,10 @@
 #   OUT_MD=/tmp/mtls-pair.md OUT_TSV=/tmp/mtls-pair.tsv ../shared/tools/mtls-pair.sh
 set -euo pipefail
 export LC_ALL=C
+# BENCH_OUT=DIR: proxy.env (the settings), proxy.tsv (the table's medians), proxy-runs.tsv
+# (every run's figures), proxy-targets.tsv (issue 5's targets and meshlet's verdicts) and
+# proxy-latency.tsv (wrk's latency percentiles, per run, candidate and load).
+BENCH_OUT=${BENCH_OUT:+$(realpath -m "$BENCH_OUT")}
 cd "$(dirname "$0")/.."
 
 duration=5 runs=3 conns=50 threads=2 bulk=3 nidle=1000
@@ -48,7 +53,7 @@ while getopts "d:r:c:t:b:n:C:h" opt; do
 	b) bulk=$OPTARG ;;
 	n) nidle=$OPTARG ;;
 	C) cands=$OPTARG ;;
-	*) sed -n '17,28p' "$0"; exit 2 ;;
+	*) sed -n '17,29p' "$0"; exit 2 ;;
 	esac
 done
 for v in "$duration" "$runs" "$conns" "$threads" "$bulk" "$nidle"; do
@@ -409,6 +414,9 @@ done = function(summary, latency, requests)
 	io.write(string.format("RESULT %d %.0f %.0f %.0f %d\n", summary.requests, summary.duration,
 		latency:percentile(50), latency:percentile(99),
 		e.connect + e.read + e.write + e.status + e.timeout))
+	for _, p in ipairs({ 10, 25, 50, 75, 90, 95, 97.5, 99, 99.5, 99.9, 99.95, 99.99 }) do
+		io.write(string.format("PCT %g %.0f\n", p, latency:percentile(p)))
+	end
 end
 EOF
 # Opens N connections one after another, sends one request on each and reads the answer,
@@ -450,12 +458,13 @@ WRK=()
 run_wrk() { # PORT SECONDS [wrk args...] -> WRK=(requests rps p50_ms p99_ms errors)
 	local port=$1 secs=$2 out reqs micros p50 p99 errs
 	shift 2
-	out=$(timeout -k 5 $((secs + 30)) wrk -t "$threads" -c "$conns" -d "${secs}s" --latency \
-		-s "$work/report.lua" "$@" "http://$BIND:$port/" 2>&1 | grep '^RESULT') || {
+	if ! timeout -k 5 $((secs + 30)) wrk -t "$threads" -c "$conns" -d "${secs}s" --latency \
+		-s "$work/report.lua" "$@" "http://$BIND:$port/" >"$work/wrk.out" 2>&1 ||
+		! out=$(grep '^RESULT' "$work/wrk.out"); then
 		log "wrk gave no result"
 		WRK=(0 "" "" "" "")
 		return 1
-	}
+	fi
 	read -r _ reqs micros p50 p99 errs <<<"$out"
 	WRK=("$reqs" "$(awk -v r="$reqs" -v u="$micros" 'BEGIN { printf "%.0f", r / (u / 1e6) }')"
 		"$(awk -v x="$p50" 'BEGIN { printf "%.3f", x / 1000 }')"
@@ -468,6 +477,10 @@ busy_pct() { # -> % of all CPUs busy (steal included) over one second
 	b=$(head -n1 /proc/stat)
 	awk -v a="$a" -v b="$b" 'BEGIN { split(a, x); split(b, y); for (i = 2; i <= 9; i++) t += y[i] - x[i]
 		b = t > 0 ? 100 * (t - (y[5] - x[5]) - (y[6] - x[6])) / t : 0; printf "%.0f", b }'
+}
+save_latency() { # RUN CAND LOAD: the percentiles of the last wrk run, in ms
+	awk -v r="$1" -v c="$2" -v l="$3" '$1 == "PCT" { printf "%s\t%s\t%s\t%s\t%.3f\n", r, c, l, $2, $3 / 1000 }' \
+		"$work/wrk.out" >>"$work/latency.tsv"
 }
 us_per() { awk -v t="$1" -v n="$2" -v hz="$CLK_TCK" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n }'; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
@@ -507,6 +520,7 @@ bench_one() { # RUN CAND
 	fi
 	if run_wrk "$port" "$duration"; then
 		R[$k,ka_rps]=${WRK[1]} R[$k,ka_p50]=${WRK[2]} R[$k,ka_p99]=${WRK[3]} R[$k,ka_err]=${WRK[4]}
+		save_latency "$run" "$cand" ka
 		if [ "$cand" != direct ]; then
 			R[$k,cpu_ka_c]=$(us_per $(($(cpu_ticks "$PAIR_C") - t0c)) "${WRK[0]}")
 			R[$k,cpu_ka_s]=$(us_per $(($(cpu_ticks "$PAIR_S") - t0s)) "${WRK[0]}")
@@ -523,6 +537,7 @@ bench_one() { # RUN CAND
 	[ "$cand" = direct ] || { t0c=$(cpu_ticks "$PAIR_C"); t0s=$(cpu_ticks "$PAIR_S"); }
 	if run_wrk "$port" "$duration" -H 'Connection: close'; then
 		R[$k,nc_rps]=${WRK[1]} R[$k,nc_p50]=${WRK[2]} R[$k,nc_p99]=${WRK[3]} R[$k,nc_err]=${WRK[4]}
+		save_latency "$run" "$cand" nc
 		if [ "$cand" != direct ]; then
 			R[$k,cpu_nc_c]=$(us_per $(($(cpu_ticks "$PAIR_C") - t0c)) "${WRK[0]}")
 			R[$k,cpu_nc_s]=$(us_per $(($(cpu_ticks "$PAIR_S") - t0s)) "${WRK[0]}")
@@ -607,9 +622,10 @@ med() { # CAND KEY -> median over the runs, empty when none
 	printf '%s\n' "${v[@]}" | sort -g | awk '{ a[NR] = $1 } END { m = NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; print m }'
 }
 declare -A M
+keys=(ka_rps ka_p50 ka_p99 ka_err nc_rps nc_p50 nc_p99 nc_err bulk rss_idle_c rss_idle_s
+	rss_load_c rss_load_s rss_held_c rss_held_s conn_c conn_s held cpu_ka_c cpu_ka_s cpu_nc_c cpu_nc_s noise)
 for c in $cands; do
-	for key in ka_rps ka_p50 ka_p99 ka_err nc_rps nc_p50 nc_p99 nc_err bulk rss_idle_c rss_idle_s \
-		rss_load_c rss_load_s rss_held_c rss_held_s conn_c conn_s held cpu_ka_c cpu_ka_s cpu_nc_c cpu_nc_s noise; do
+	for key in "${keys[@]}"; do
 		M[$c,$key]=$(med "$c" "$key")
 	done
 done
@@ -730,6 +746,50 @@ peer. Issue 5's peer medians: keep-alive 23.6k-47.0k (direct 141k), new connecti
 request, 10-19.5 MiB idle RSS per proxy.
 EOF
 }
+
+# ---- the figures as files, for bench/report.sh ----------------------------------
+if [ -n "${BENCH_OUT:-}" ]; then
+	mkdir -p "$BENCH_OUT"
+	{
+		printf 'duration=%s\nruns=%s\nconnections=%s\nthreads=%s\nbulk_seconds=%s\n' \
+			"$duration" "$runs" "$conns" "$threads" "$bulk"
+		printf 'idle_connections=%s\ncandidates=%s\nseconds=%s\nclk_tck=%s\nbody_bytes=%s\n' \
+			"$nidle" "$cands" "$(($(date +%s) - start_s))" "$CLK_TCK" "$BODY_BYTES"
+		printf 'meshlet=%s\n' "$("$MESHLET" --version | head -n1)"
+	} >"$BENCH_OUT/proxy.env"
+	{
+		printf 'candidate\tkey\tvalue\n'
+		for c in $cands; do
+			for key in "${keys[@]}"; do
+				[ -z "${M[$c,$key]}" ] || printf '%s\t%s\t%s\n' "$c" "$key" "${M[$c,$key]}"
+			done
+		done
+	} >"$BENCH_OUT/proxy.tsv"
+	{
+		printf 'run\tcandidate\tkey\tvalue\n'
+		for ((r = 1; r <= runs; r++)); do
+			for c in $cands; do
+				for key in "${keys[@]}"; do
+					[ -z "${R[$r,$c,$key]:-}" ] || printf '%s\t%s\t%s\t%s\n' "$r" "$c" "$key" "${R[$r,$c,$key]}"
+				done
+			done
+		done
+	} >"$BENCH_OUT/proxy-runs.tsv"
+	{
+		printf 'row\ttarget\tverdict\n'
+		if [[ " $cands " == *" meshlet "* ]]; then
+			for row in "${rows[@]}"; do
+				t=$(target "$row")
+				[ -z "$t" ] || printf '%s\t%s\t%s\n' "$row" "${t%%|*}" "$(verdict "$row")"
+			done
+		fi
+	} >"$BENCH_OUT/proxy-targets.tsv"
+	{
+		printf 'run\tcandidate\tload\tpercentile\tms\n'
+		cat "$work/latency.tsv" 2>/dev/null || true
+	} >"$BENCH_OUT/proxy-latency.tsv"
+	log "figures written to $BENCH_OUT/proxy*.{env,tsv}"
+fi
 
 # ---- optional profile of meshlet's pair ---------------------------------------
 if [ -n "${PERF_RECORD:-}" ] && [[ " $cands " == *" meshlet "* ]]; then

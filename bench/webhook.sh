@@ -7,7 +7,9 @@
 #
 # Usage: [BUILD=build] bench/webhook.sh [-c CONNECTIONS] [-t THREADS] [-d SECONDS]
 # Needs: a build (make), wrk, nginx and openssl (make deps-bench).
+# BENCH_OUT=DIR also writes the figures there (webhook.env, webhook-latency.tsv).
 set -euo pipefail
+BENCH_OUT=${BENCH_OUT:+$(realpath -m "$BENCH_OUT")}
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 
@@ -87,6 +89,9 @@ done = function(summary, latency, requests)
 		summary.errors.status + summary.errors.connect + summary.errors.read +
 		summary.errors.write + summary.errors.timeout, summary.duration,
 		latency:percentile(50), latency:percentile(99)))
+	for _, p in ipairs({ 10, 25, 50, 75, 90, 95, 97.5, 99, 99.5, 99.9, 99.95, 99.99 }) do
+		io.write(string.format("PCT %g %.0f\n", p, latency:percentile(p)))
+	end
 end
 LUA
 code=$(curl -s -o "$work/answer.json" -w '%{http_code}' --cacert "$work/ca/root-cert.pem" \
@@ -95,15 +100,16 @@ code=$(curl -s -o "$work/answer.json" -w '%{http_code}' --cacert "$work/ca/root-
 grep -q '"patchType":"JSONPatch"' "$work/answer.json" && [ "$code" = 200 ] ||
 	{ echo "bench/webhook.sh: a test review was not injected (HTTP $code)" >&2; exit 1; }
 
-measure() { # url threads connections -> "rate errors p50_ms p99_ms"
+measure() { # url threads connections label -> "rate errors p50_ms p99_ms"
 	wrk -t "$2" -c "$3" -d "${duration}s" -s "$work/post.lua" "$1" >"$work/wrk.out"
 	read -r _ reqs errors micros p50 p99 < <(grep '^RESULT' "$work/wrk.out")
+	awk -v l="$4" '$1 == "PCT" { printf "%s\t%s\t%.3f\n", l, $2, $3 / 1000 }' "$work/wrk.out" >>"$work/latency.tsv"
 	awk -v r="$reqs" -v us="$micros" -v e="$errors" -v a="$p50" -v b="$p99" \
 		'BEGIN { printf "%.0f %d %.3f %.3f\n", r / (us / 1e6), e, a / 1000, b / 1000 }'
 }
-read -r w_rate w_err w_p50 w_p99 < <(measure "https://localhost:$port/inject?timeout=10s" "$threads" "$conns")
-read -r n_rate n_err n_p50 n_p99 < <(measure "https://localhost:$nginx_port/inject" "$threads" "$conns")
-read -r l_rate l_err l_p50 l_p99 < <(measure "https://localhost:$port/inject?timeout=10s" 1 1)
+read -r w_rate w_err w_p50 w_p99 < <(measure "https://localhost:$port/inject?timeout=10s" "$threads" "$conns" webhook)
+read -r n_rate n_err n_p50 n_p99 < <(measure "https://localhost:$nginx_port/inject" "$threads" "$conns" nginx)
+read -r l_rate l_err l_p50 l_p99 < <(measure "https://localhost:$port/inject?timeout=10s" 1 1 webhook-one)
 rss_kib=$(awk '/VmHWM/ { print $2 }' "/proc/$webhook_pid/status")
 
 printf '\nmeshlet-webhook, %d connections, %d wrk threads, %ds, %d cores, review of %d bytes\n' \
@@ -115,3 +121,20 @@ printf '%-36s %12s %9s %9s %7s\n' "meshlet-webhook, one client" "$l_rate" "$l_p5
 printf '\nratio to the floor: %s%%   peak RSS %.1f MiB   audit lines written: %d\n' \
 	"$(awk -v a="$w_rate" -v b="$n_rate" 'BEGIN { printf "%.0f", 100 * a / b }')" \
 	"$(awk -v k="$rss_kib" 'BEGIN { print k / 1024 }')" "$(wc -l <"$work/audit.log")"
+
+if [ -n "${BENCH_OUT:-}" ]; then
+	mkdir -p "$BENCH_OUT"
+	{
+		printf 'connections=%s\nthreads=%s\nduration=%s\ncores=%s\nreview_bytes=%s\n' \
+			"$conns" "$threads" "$duration" "$(nproc)" "$(wc -c <bench/data/pod-review.json)"
+		printf 'webhook_rps=%s\nwebhook_errors=%s\nwebhook_p50=%s\nwebhook_p99=%s\n' "$w_rate" "$w_err" "$w_p50" "$w_p99"
+		printf 'nginx_rps=%s\nnginx_errors=%s\nnginx_p50=%s\nnginx_p99=%s\n' "$n_rate" "$n_err" "$n_p50" "$n_p99"
+		printf 'one_rps=%s\none_errors=%s\none_p50=%s\none_p99=%s\n' "$l_rate" "$l_err" "$l_p50" "$l_p99"
+		printf 'rss_peak_kib=%s\naudit_lines=%s\nversion=%s\n' "$rss_kib" "$(wc -l <"$work/audit.log")" \
+			"$("$BUILD"/bin/meshlet-webhook --version | head -n1)"
+	} >"$BENCH_OUT/webhook.env"
+	{
+		printf 'server\tpercentile\tms\n'
+		cat "$work/latency.tsv"
+	} >"$BENCH_OUT/webhook-latency.tsv"
+fi
