@@ -498,7 +498,10 @@ static void run_on_close(struct relay *r, const struct relay_stats *st)
 		         LOG_STR("policy", c->policy[0] != '\0' ? c->policy : NULL),
 		         LOG_INT("rule", c->rule),
 		         LOG_STR("result", relay_result_names[st->result]),
-		         LOG_STR("reason", st->reason != NULL ? st->reason : ""));
+		         /* Without a reason of its own, the error says why (connect_failed). */
+		         LOG_STR("reason", st->reason != NULL ? st->reason
+		                           : st->error < 0 ? err_str(st->error)
+		                                           : ""));
 	}
 	free(c);
 }
