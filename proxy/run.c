@@ -729,7 +729,7 @@ static void run_metrics(FILE *f, void *arg)
 	                    "Seconds until the workload certificate expires (0 before the first).",
 	                    not_after > 0 ? (double)(not_after - time(NULL)) : 0);
 	metrics_write_gauge(f, "meshlet_proxy_svid_rotations",
-	                    "Workload certificates installed since start.",
+	                    "Workload certificates renewed since start (the first is not one).",
 	                    (double)creds_rotations(run->creds));
 	metrics_write_gauge(f, "meshlet_proxy_ca_errors",
 	                    "Failed requests to meshlet-ca since start.",
