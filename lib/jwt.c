@@ -20,6 +20,7 @@
 #include <openssl/x509.h>
 
 #include "meshlet/base64.h"
+#include "meshlet/jparse.h"
 #include "meshlet/jwt.h"
 #include "meshlet/time.h"
 
@@ -78,29 +79,39 @@ static const char *when(char *dst, size_t size, int64_t t)
 	return dst;
 }
 
-/* Parses len bytes as a JSON object without duplicate keys; NULL and e filled otherwise. */
-static json_t *load_object(const void *buf, size_t len, const char *what, int code, struct err *e)
+/*
+ * Parses len bytes as a JSON object without duplicate keys into *out (a new reference).
+ * Returns 0, or code (-ENOMEM when memory runs out) with e filled and *out NULL. jparse is
+ * as strict as json_loadb(JSON_REJECT_DUPLICATES) and several times faster; its messages
+ * are fixed phrases that never quote the input, which may be a token.
+ */
+static int load_object(const void *buf, size_t len, const char *what, int code, json_t **out,
+                       struct err *e)
 {
-	json_error_t je;
-	json_t *j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
-	enum json_error_code c;
+	struct jparse_error je;
+	json_t *j = jparse_load(buf, len, &je);
+	const char *why = je.text;
 
+	*out = NULL;
 	if (j == NULL) {
-		/* Jansson's own text may quote the input, which may be a token: not used. */
-		c = json_error_code(&je);
-		err_set(e, code, "%s is not valid JSON: %s at byte %d", what,
-		        c == json_error_duplicate_key  ? "a duplicate key"
-		        : c == json_error_invalid_utf8 ? "invalid UTF-8"
-		        : c == json_error_null_character
-		            ? "a NUL character"
-		            : "a syntax error or a number out of range",
-		        je.position);
-	} else if (!json_is_object(j)) {
-		err_set(e, code, "%s is not a JSON object", what);
-		json_decref(j);
-		j = NULL;
+		if (strcmp(je.text, "out of memory") == 0)
+			return err_set(e, -ENOMEM, "%s: out of memory", what);
+		if (strcmp(je.text, "duplicate object key") == 0)
+			why = "a duplicate key";
+		else if (strstr(je.text, "UTF-8") != NULL)
+			why = "invalid UTF-8";
+		else if (strstr(je.text, "\\u0000") != NULL ||
+		         (je.offset < len && ((const char *)buf)[je.offset] == '\0'))
+			why = "a NUL character";
+		return err_set(e, code, "%s is not valid JSON: %s at byte %zu", what, why,
+		               je.offset);
 	}
-	return j;
+	if (!json_is_object(j)) {
+		json_decref(j);
+		return err_set(e, code, "%s is not a JSON object", what);
+	}
+	*out = j;
+	return 0;
 }
 
 /* String member name of JSON object j into *out (NULL when absent); code when not a string. */
@@ -463,8 +474,7 @@ struct jwks *jwks_parse(const char *json, size_t len, struct err *e)
 		        JWKS_MAX_LEN);
 		goto out;
 	}
-	root = load_object(json, len, "JWKS", ERR_JWKS_MALFORMED, e);
-	if (root == NULL)
+	if (load_object(json, len, "JWKS", ERR_JWKS_MALFORMED, &root, e) != 0)
 		goto out;
 	arr = json_object_get(root, "keys");
 	count = json_array_size(arr);
@@ -911,11 +921,12 @@ int jwt_verify(const char *token, size_t len, const struct jwks *keys,
 	}
 	if ((rc = split_decode(token, len, p, e)) != 0)
 		goto out;
-	hdr = load_object(p[0].raw, p[0].raw_len, "token header", ERR_JWT_MALFORMED, e);
-	payload =
-	    hdr ? load_object(p[1].raw, p[1].raw_len, "token payload", ERR_JWT_MALFORMED, e) : NULL;
-	rc = payload == NULL ? ERR_JWT_MALFORMED : check_header(hdr, &t, &kid, e);
-	if (rc != 0 || (rc = choose_key(keys, t, kid, &key, e)) != 0)
+	rc = load_object(p[0].raw, p[0].raw_len, "token header", ERR_JWT_MALFORMED, &hdr, e);
+	if (rc == 0)
+		rc = load_object(p[1].raw, p[1].raw_len, "token payload", ERR_JWT_MALFORMED,
+		                 &payload, e);
+	if (rc != 0 || (rc = check_header(hdr, &t, &kid, e)) != 0 ||
+	    (rc = choose_key(keys, t, kid, &key, e)) != 0)
 		goto out;
 	/* The signing input is the first two parts exactly as they appear in the token. */
 	rc = verify_sig(key, t, token, p[0].n + 1 + p[1].n, p[2].raw, p[2].raw_len, e);

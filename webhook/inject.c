@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "meshlet/jparse.h"
 #include "meshlet/log.h"
 
 #include "inject.h"
-#include "jparse.h"
 #include "jwrite.h"
 #include "patch.h"
 
@@ -222,7 +222,7 @@ struct inject_opts {
 	struct settings_cidrs include_outbound_cidrs, exclude_outbound_cidrs;
 	struct settings_ports http_ports; /* the app's HTTP/1.1 ports, for per-request policy */
 	bool http_ports_set;              /* by the annotation */
-	char why[448]; /* why the pod is injected */
+	char why[448];                    /* why the pod is injected */
 };
 
 /* Fills r with a decision. Returns 1, which tells the steps of injector_pod to stop. */
@@ -1142,7 +1142,8 @@ static int inject_parts_new(struct injector *in)
 	if (rc == 0)
 		rc = inject_text_of(
 		    json_pack(
-		        "[o,o,o,o,o,o,o,o,o,o]", inject_env_field("MESHLET_POD_NAME", "metadata.name"),
+		        "[o,o,o,o,o,o,o,o,o,o]",
+		        inject_env_field("MESHLET_POD_NAME", "metadata.name"),
 		        inject_env_field("MESHLET_POD_NAMESPACE", "metadata.namespace"),
 		        inject_env_field("MESHLET_POD_IP", "status.podIP"),
 		        inject_env_field("MESHLET_SERVICE_ACCOUNT", "spec.serviceAccountName"),

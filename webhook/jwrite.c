@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "meshlet/jparse.h"
+
 #include "jwrite.h"
 
 #define JWRITE_DEFAULT_CAP 4096
@@ -73,38 +75,6 @@ static const unsigned char jwrite_plain[256] = {
 	[']' ... 0x7f] = 1,
 };
 
-size_t jwrite_utf8_len(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0];
-	size_t len;
-	uint32_t cp;
-
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
-		cp = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		cp = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	if (len > n)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	/* Overlong forms, surrogates and code points past U+10FFFF are not UTF-8. */
-	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
-
 void jwrite_string(struct jwrite *w, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -128,7 +98,7 @@ void jwrite_string(struct jwrite *w, const char *s, size_t n)
 			break;
 		out = w->buf + w->len;
 		if (p[i] >= 0x80) {
-			size_t len = jwrite_utf8_len(p + i, n - i);
+			size_t len = jparse_utf8_len(p + i, n - i);
 
 			if (len > 0) {
 				memcpy(out, p + i, len);

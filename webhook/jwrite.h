@@ -60,11 +60,4 @@ void jwrite_base64(struct jwrite *w, const void *data, size_t n);
  */
 char *jwrite_take(struct jwrite *w, size_t *len);
 
-/*
- * jwrite_utf8_len - the length of the valid UTF-8 sequence at s, whose first byte is
- * >= 0x80 and which has n bytes left, or 0 (overlong forms, surrogates and code points past
- * U+10FFFF are not UTF-8). The reader and the writer judge UTF-8 alike with it.
- */
-size_t jwrite_utf8_len(const unsigned char *s, size_t n);
-
 #endif

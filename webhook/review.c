@@ -7,8 +7,9 @@
 
 #include <jansson.h>
 
+#include "meshlet/jparse.h"
+
 #include "jarena.h"
-#include "jparse.h"
 #include "jwrite.h"
 #include "review.h"
 

@@ -58,8 +58,10 @@ char *base64_encode_alloc(const void *in, size_t n, enum base64_variant v);
  *   ERR_TRUNCATED            out_size is too small; *out_len is then the size needed;
  *   -EINVAL                  an unknown variant.
  * A character outside the alphabet is reported before padding errors, so "Zg==\n" is
- * ERR_BASE64_CHAR. The input is checked in full before anything is written: out (and
- * *out_len, except on ERR_TRUNCATED) is untouched on any error.
+ * ERR_BASE64_CHAR. On any error out holds no decoded byte: input is decoded in one pass
+ * that checks as it goes, and an error found on the way zeroes what was written (never
+ * more than the decoded length); out is untouched on ERR_TRUNCATED. *out_len is untouched
+ * on every error but ERR_TRUNCATED.
  * Characters are classified without lookup tables or data-dependent branches, so that
  * decoding a key does not leak its bytes through timing. Empty input is valid.
  * Returns 0 or one of the errors above.

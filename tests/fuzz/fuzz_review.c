@@ -6,15 +6,14 @@
 #include <string.h>
 
 /*
- * The fuzz rule of the Makefile compiles only the harness and lib/, so the webhook's sources
- * come in as source: the review, its JSON reader, writer and arena, the injector, its patch
- * builder and its settings table.
+ * The fuzz rule of the Makefile compiles only the harness and lib/ (which has the JSON
+ * reader, jparse), so the webhook's sources come in as source: the review, its JSON writer
+ * and arena, the injector, its patch builder and its settings table.
  */
 #include "../../webhook/settings.c"
 #include "../../webhook/patch.c"
 #include "../../webhook/inject.c"
 #include "../../webhook/jarena.c"
-#include "../../webhook/jparse.c"
 #include "../../webhook/jwrite.c"
 #include "../../webhook/review.c"
 

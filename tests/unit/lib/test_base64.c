@@ -41,10 +41,13 @@ static void expect_decode_error(const char *s, size_t n, enum base64_variant v, 
 		print_error("decoding \"%.*s\" (%s): got %s, want %s\n", (int)n, s,
 		            v == BASE64_STD ? "STD" : "URL", err_name(rc), err_name(want));
 	assert_int_equal(rc, want);
-	/* Nothing was written and the length was left alone. */
+	/* Nothing decoded is left (what was written is zeroed) and the length was left alone. */
 	assert_int_equal(out_len, 12345);
-	for (size_t i = 0; i < sizeof(out); i++)
-		assert_int_equal(out[i], 0xa5);
+	for (size_t i = 0; i < sizeof(out); i++) {
+		if (out[i] != 0xa5 && out[i] != 0)
+			fail_msg("decoding \"%.*s\": out[%zu] is 0x%02x after an error", (int)n, s,
+			         i, out[i]);
+	}
 }
 
 /* Encodes and decodes the n bytes at raw, expecting the text want. */
@@ -270,6 +273,172 @@ static void test_every_character(void **state)
 	}
 }
 
+/*
+ * A plain decoder with lookup tables, written from base64.h, that the constant-time one
+ * must agree with: the same code, the same bytes, the same *out_len.
+ */
+static int ref_decode(const char *in, size_t n, unsigned char *out, size_t out_size,
+                      size_t *out_len, enum base64_variant v)
+{
+	static const char std[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	static const char url[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	const char *alpha = v == BASE64_STD ? std : url;
+	int val[256];
+	size_t data = n, pad = 0, len, rem, i;
+	uint32_t acc = 0;
+	int bits = 0;
+
+	for (i = 0; i < 256; i++)
+		val[i] = -1;
+	for (i = 0; i < 64; i++)
+		val[(unsigned char)alpha[i]] = (int)i;
+	for (i = 0; i < n; i++) {
+		if (val[(unsigned char)in[i]] < 0 && in[i] != '=')
+			return ERR_BASE64_CHAR;
+	}
+	while (v == BASE64_STD && data > 0 && in[data - 1] == '=') {
+		data--;
+		pad++;
+	}
+	if (memchr(in, '=', data) != NULL)
+		return ERR_BASE64_PADDING;
+	rem = data % 4;
+	if (rem == 1)
+		return ERR_BASE64_LENGTH;
+	if (v == BASE64_STD && pad != (4 - rem) % 4)
+		return ERR_BASE64_PADDING;
+	len = data / 4 * 3 + (rem != 0 ? rem - 1 : 0);
+	if (rem != 0 && (val[(unsigned char)in[data - 1]] & (rem == 2 ? 0x0f : 0x03)) != 0)
+		return ERR_BASE64_NONCANONICAL;
+	*out_len = len;
+	if (len > out_size)
+		return ERR_TRUNCATED;
+	for (i = 0, len = 0; i < data; i++) {
+		acc = acc << 6 | (uint32_t)val[(unsigned char)in[i]];
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[len++] = (unsigned char)(acc >> bits);
+		}
+	}
+	return 0;
+}
+
+/* Decodes n characters at in both ways, into a buffer of out_size, and compares. */
+static void expect_as_ref(const char *in, size_t n, size_t out_size, enum base64_variant v)
+{
+	unsigned char out[64], ref[64];
+	size_t out_len = 12345, ref_len = 12345;
+	int rc, want;
+
+	assert_true(out_size <= sizeof(out));
+	memset(out, 0xa5, sizeof(out));
+	want = ref_decode(in, n, ref, out_size, &ref_len, v);
+	rc = base64_decode(in, n, out, out_size, &out_len, v);
+	if (rc != want)
+		fail_msg("decoding \"%.*s\" (%s) into %zu bytes: got %s, want %s", (int)n, in,
+		         v == BASE64_STD ? "STD" : "URL", out_size, err_name(rc), err_name(want));
+	if (rc == 0 || rc == ERR_TRUNCATED)
+		assert_int_equal(out_len, ref_len);
+	else
+		assert_int_equal(out_len, 12345);
+	if (rc == 0) {
+		assert_memory_equal(out, ref, out_len);
+		for (size_t i = out_len; i < sizeof(out); i++)
+			assert_int_equal(out[i], 0xa5);
+		return;
+	}
+	for (size_t i = 0; i < sizeof(out); i++) {
+		if (out[i] != 0xa5 && out[i] != 0)
+			fail_msg("decoding \"%.*s\": out[%zu] is 0x%02x after %s", (int)n, in, i,
+			         out[i], err_name(rc));
+	}
+}
+
+/*
+ * Eight characters are decoded at once, and the last ones apart: every byte value in
+ * every position of inputs that end in each way, as the first, a middle and the last
+ * bad character.
+ */
+static void test_every_character_everywhere(void **state)
+{
+	static const char base[] = "Zm9vYmFyIGJhemZvb2JhcnF1eA";
+	char in[32];
+
+	(void)state;
+	for (int v = BASE64_STD; v <= BASE64_URL; v++) {
+		for (size_t n = 16; n <= 26; n++) {
+			if (n % 4 == 1)
+				continue;
+			for (size_t pos = 0; pos < n; pos++) {
+				for (int c = 0; c < 256; c++) {
+					memcpy(in, base, n);
+					/* Canonical endings: zero unused bits. */
+					if (n % 4 == 2)
+						in[n - 1] = 'A';
+					else if (n % 4 == 3)
+						in[n - 1] = 'E';
+					in[pos] = (char)c;
+					expect_as_ref(in, n, 64, (enum base64_variant)v);
+				}
+			}
+		}
+	}
+}
+
+/*
+ * Random mixes of the alphabets, padding and stray bytes, into buffers of any size: mostly
+ * well-formed, so that every outcome comes up many times.
+ */
+static void test_random_against_ref(void **state)
+{
+	static const char pool[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	                           "0123456789+/-_=\n \t.\x80\xff";
+	int seen[8] = { 0 };
+	char in[48];
+
+	(void)state;
+	for (int round = 0; round < 100000; round++) {
+		uint64_t r = rng();
+		enum base64_variant v = (enum base64_variant)(r & 1);
+		unsigned int odd = (unsigned int)(r >> 1 & 0xff); /* in 256 characters, odd stray */
+		size_t data = (size_t)(r >> 16) % 40, n = data, out_size = (size_t)(r >> 24) % 40;
+		unsigned char out[40];
+		size_t out_len;
+		int rc;
+
+		for (size_t i = 0; i < data; i++) {
+			uint64_t c = rng();
+
+			in[i] = (c & 0xff) < odd / 16 ? pool[(c >> 8) % (sizeof(pool) - 1)]
+			                              : pool[(c >> 8) % 62];
+		}
+		/* Usually a canonical end, and the right padding for STD. */
+		if ((r >> 32 & 3) != 0 && data % 4 >= 2)
+			in[data - 1] = data % 4 == 2 ? 'Q' : 'E';
+		if ((r >> 34 & 3) != 0 && v == BASE64_STD && data % 4 != 1) {
+			while (n % 4 != 0)
+				in[n++] = '=';
+		}
+		expect_as_ref(in, n, out_size, v);
+		rc = base64_decode(in, n, out, out_size, &out_len, v);
+		seen[rc == 0                         ? 0
+		     : rc == ERR_TRUNCATED           ? 1
+		     : rc == ERR_BASE64_CHAR         ? 2
+		     : rc == ERR_BASE64_PADDING      ? 3
+		     : rc == ERR_BASE64_LENGTH       ? 4
+		     : rc == ERR_BASE64_NONCANONICAL ? 5
+		                                     : 6]++;
+	}
+	for (int i = 0; i < 6; i++) {
+		if (seen[i] < 1000)
+			fail_msg("outcome %d came up only %d times", i, seen[i]);
+	}
+	assert_int_equal(seen[6], 0);
+}
+
 static void test_whitespace_and_bad_characters(void **state)
 {
 	static const char *const bad[] = {
@@ -468,6 +637,8 @@ int main(void)
 		cmocka_unit_test(test_random_against_openssl),
 		cmocka_unit_test(test_lengths),
 		cmocka_unit_test(test_every_character),
+		cmocka_unit_test(test_every_character_everywhere),
+		cmocka_unit_test(test_random_against_ref),
 		cmocka_unit_test(test_whitespace_and_bad_characters),
 		cmocka_unit_test(test_padding_errors),
 		cmocka_unit_test(test_length_errors),

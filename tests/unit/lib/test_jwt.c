@@ -1117,6 +1117,70 @@ static void test_structure(void **state)
 	free(tok);
 }
 
+/* tok is refused as malformed with exactly msg, which quotes nothing of it. */
+static void expect_json_error(const char *tok, const char *msg)
+{
+	struct jwt_verify_opts o = opts();
+	struct jwt_identity id;
+	struct err e = { 0 };
+
+	assert_int_equal(jwt_verify(tok, strlen(tok), fx.keys, &o, &id, &e), ERR_JWT_MALFORMED);
+	assert_string_equal(e.msg, msg);
+	assert_null(strstr(e.msg, "SECRET"));
+}
+
+/*
+ * JSON errors in the header and payload: what is wrong and where, in words of our own that
+ * quote nothing of the token.
+ */
+static void test_json_errors(void **state)
+{
+	char *hdr = header_for(fx.rsa), *payload = json_text(std_claims()), *h, *p, *tok;
+	static const char nul_payload[] = "{\"sub\":\"x\"}\0";
+	char deep[2 * 3000 + 1];
+
+	(void)state;
+	expect_free(build("{\"alg\":\"RS256\"", payload, fx.rsa, SIG_JWS), ERR_JWT_MALFORMED,
+	            "token header is not valid JSON: ',' or '}' expected at byte 14");
+	tok = build("{\"alg\":\"RS256\",\"kid\":\"SECRETVALUE\" x}", payload, fx.rsa, SIG_JWS);
+	expect_json_error(tok, "token header is not valid JSON: ',' or '}' expected at byte 35");
+	free(tok);
+	tok = build(hdr, "{\"sub\":\"SECRETVALUE\",}", fx.rsa, SIG_JWS);
+	expect_json_error(tok,
+	                  "token payload is not valid JSON: string or '}' expected at byte 21");
+	free(tok);
+	/* Invalid UTF-8 inside a string and where a token should start. */
+	expect_free(build("{\"alg\":\"RS256\",\"kid\":\"\xc3\"}", payload, fx.rsa, SIG_JWS),
+	            ERR_JWT_MALFORMED, "header is not valid JSON: invalid UTF-8 at byte 22");
+	expect_free(build(hdr, "{\"sub\":1,\xff}", fx.rsa, SIG_JWS), ERR_JWT_MALFORMED,
+	            "payload is not valid JSON: invalid UTF-8 at byte 9");
+	/* A NUL byte, escaped or not. */
+	h = b64u_str(hdr);
+	p = b64u(nul_payload, sizeof(nul_payload) - 1);
+	tok = cat(h, ".", p);
+	free(p);
+	p = tok;
+	tok = cat(p, ".", "c2ln");
+	free(p);
+	expect_free(tok, ERR_JWT_MALFORMED,
+	            "payload is not valid JSON: a NUL character at byte 11");
+	expect_free(build(hdr, "{\"sub\":\"a\x01\"}", fx.rsa, SIG_JWS), ERR_JWT_MALFORMED,
+	            "control character in a string");
+	/* Nesting deeper than jansson's limit is refused, not a stack overflow. */
+	memset(deep, '[', 3000);
+	memset(deep + 3000, ']', 3000);
+	deep[6000] = '\0';
+	expect_free(build(hdr, deep, fx.rsa, SIG_JWS), ERR_JWT_MALFORMED,
+	            "maximum parsing depth reached");
+	/* Whitespace around the object is JSON too. */
+	p = cat(" \n", payload, "\t ");
+	expect_free(build(hdr, p, fx.rsa, SIG_JWS), 0, NULL);
+	free(p);
+	free(h);
+	free(hdr);
+	free(payload);
+}
+
 static void test_duplicate_keys(void **state)
 {
 	char *hdr = header_for(fx.rsa), *payload = json_text(std_claims()), *dup;
@@ -1692,6 +1756,7 @@ int main(void)
 		cmocka_unit_test(test_signature_lengths),
 		cmocka_unit_test(test_base64_strictness),
 		cmocka_unit_test(test_structure),
+		cmocka_unit_test(test_json_errors),
 		cmocka_unit_test(test_duplicate_keys),
 		cmocka_unit_test(test_identity_sources),
 		cmocka_unit_test(test_identity_mismatch),

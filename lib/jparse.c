@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* A strict, recursive-descent JSON reader that builds jansson values (see jparse.h). */
+/* A strict, recursive-descent JSON reader that builds jansson values (see meshlet/jparse.h). */
 #include <errno.h>
 #include <math.h>
 #include <stdbool.h>
@@ -8,8 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jparse.h"
-#include "jwrite.h"
+#include "meshlet/jparse.h"
 
 struct jparse {
 	const unsigned char *start, *p, *end;
@@ -19,13 +18,54 @@ struct jparse {
 	bool failed;
 };
 
+size_t jparse_utf8_len(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0];
+	size_t len;
+	uint32_t cp;
+
+	if (c >= 0xc2 && c <= 0xdf) {
+		len = 2;
+		cp = c & 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		len = 3;
+		cp = c & 0x0f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4;
+		cp = c & 0x07;
+	} else {
+		return 0;
+	}
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	/* Overlong forms, surrogates and code points past U+10FFFF are not UTF-8. */
+	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
 /* Records the first error, at the current position. Returns NULL for the caller's return. */
 static json_t *jparse_fail(struct jparse *j, const char *what)
 {
 	if (j->failed)
 		return NULL;
 	j->failed = true;
+	/*
+	 * Outside strings only ASCII is read, so a syntax error can sit on a byte that is not
+	 * UTF-8 at all: say so, as jansson does, rather than name the token it is not.
+	 */
+	if (j->p < j->end && *j->p >= 0x80 && strstr(what, "UTF-8") == NULL &&
+	    strcmp(what, "out of memory") != 0 &&
+	    jparse_utf8_len(j->p, (size_t)(j->end - j->p)) == 0)
+		what = "invalid UTF-8";
 	snprintf(j->e->text, sizeof(j->e->text), "%s", what);
+	j->e->offset = (size_t)((j->p < j->end ? j->p : j->end) - j->start);
 	j->e->line = 1;
 	j->e->column = 1;
 	for (const unsigned char *c = j->start; c < j->p && c < j->end; c++) {
@@ -119,7 +159,7 @@ static int jparse_string(struct jparse *j, const char **s, size_t *n)
 			return -1;
 		}
 		if (*c >= 0x80) {
-			size_t l = jwrite_utf8_len(c, (size_t)(j->end - c));
+			size_t l = jparse_utf8_len(c, (size_t)(j->end - c));
 
 			if (l == 0) {
 				j->p = c;
@@ -230,7 +270,7 @@ static int jparse_string(struct jparse *j, const char **s, size_t *n)
 			return -1;
 		}
 		if (*c >= 0x80) {
-			size_t l = jwrite_utf8_len(c, (size_t)(j->end - c));
+			size_t l = jparse_utf8_len(c, (size_t)(j->end - c));
 
 			if (l == 0) {
 				j->p = c;

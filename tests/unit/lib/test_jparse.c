@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Tests for webhook/jparse.c: what it accepts, what it refuses and why, against jansson. */
+/* Tests for lib/jparse.c: what it accepts, what it refuses and why, against jansson. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "webhook/jparse.h"
+#include "meshlet/jparse.h"
 
 /* Reads text with both readers and checks they agree on the value. */
 static void accepts(const char *text)
@@ -115,6 +115,12 @@ static void test_refuses(void **state)
 	refuses("[\"\xf4\x90\x80\x80\"]", "invalid UTF-8"); /* past U+10FFFF */
 	refuses("[\"abc", "premature end of input");
 	refuses_n("[1]\0", 4, "end of file expected"); /* jansson skips NUL bytes; we do not */
+	/* Outside strings, a byte that is no UTF-8 is called that, as jansson calls it. */
+	refuses("\xff\xfe", "invalid UTF-8");
+	refuses("{\"a\":1,\xff}", "invalid UTF-8");
+	refuses("[1,2\xc3]", "invalid UTF-8");
+	refuses("[tr\xff]", "invalid token");         /* the token began before it */
+	refuses("{\"a\":\xc3\xa9}", "invalid token"); /* UTF-8, but no token */
 }
 
 static void test_error_position(void **state)
@@ -126,6 +132,28 @@ static void test_error_position(void **state)
 	assert_string_equal(e.text, "invalid token");
 	assert_int_equal(e.line, 3);
 	assert_int_equal(e.column, 8);
+	assert_int_equal(e.offset, 19);
+	assert_null(jparse_load("{\"a\":1,\"a\":2}", 13, &e));
+	assert_string_equal(e.text, "duplicate object key");
+	assert_int_equal(e.offset, 12);
+	assert_null(jparse_load("[\"abc", 5, &e));
+	assert_int_equal(e.offset, 5);
+}
+
+static void test_utf8_len(void **state)
+{
+	(void)state;
+	assert_int_equal(jparse_utf8_len((const unsigned char *)"\xc3\xa9", 2), 2);
+	assert_int_equal(jparse_utf8_len((const unsigned char *)"\xe2\x82\xac", 3), 3);
+	assert_int_equal(jparse_utf8_len((const unsigned char *)"\xf0\x9f\x98\x80", 4), 4);
+	assert_int_equal(jparse_utf8_len((const unsigned char *)"\xf4\x8f\xbf\xbf", 4), 4);
+	assert_int_equal(jparse_utf8_len((const unsigned char *)"\xc3\xa9", 1), 0); /* cut */
+	assert_int_equal(jparse_utf8_len((const unsigned char *)"\x80", 1), 0);
+	assert_int_equal(jparse_utf8_len((const unsigned char *)"\xc1\xbf", 2), 0); /* overlong */
+	assert_int_equal(jparse_utf8_len((const unsigned char *)"\xe0\x9f\xbf", 3), 0);
+	assert_int_equal(jparse_utf8_len((const unsigned char *)"\xed\xa0\x80", 3), 0);
+	assert_int_equal(jparse_utf8_len((const unsigned char *)"\xf4\x90\x80\x80", 4), 0);
+	assert_int_equal(jparse_utf8_len((const unsigned char *)"\xc3\x28", 2), 0);
 }
 
 static void test_depth(void **state)
@@ -151,9 +179,9 @@ static void test_depth(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_accepts), cmocka_unit_test(test_member_order_kept),
-		cmocka_unit_test(test_refuses), cmocka_unit_test(test_error_position),
-		cmocka_unit_test(test_depth),
+		cmocka_unit_test(test_accepts),  cmocka_unit_test(test_member_order_kept),
+		cmocka_unit_test(test_refuses),  cmocka_unit_test(test_error_position),
+		cmocka_unit_test(test_utf8_len), cmocka_unit_test(test_depth),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
