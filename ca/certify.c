@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "meshlet/err.h"
+#include "meshlet/jparse.h"
 #include "meshlet/time.h"
 
 #include "certify.h"
@@ -139,14 +140,18 @@ char *certify_pem_json(const STACK_OF(X509) *certs)
 static int certify_body(const struct certify_deps *d, const char *body, size_t len,
                         const char **csr, int64_t *ttl, json_t **root, struct certify_result *r)
 {
-	json_error_t je;
+	struct jparse_error je;
 	json_t *v;
 	int64_t max = d->cfg->max_ttl / 1000;
 
-	*root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+	*root = jparse_load(body, len, &je);
 	if (*root == NULL) {
-		certify_refuse(r, 400, "invalid_json", "the body is not JSON: %s (line %d)",
-		               je.text, je.line);
+		if (strcmp(je.text, "out of memory") == 0)
+			certify_refuse(r, 500, "internal", "out of memory while reading the body");
+		else
+			certify_refuse(r, 400, "invalid_json",
+			               "the body is not JSON: %s (line %d, column %d)", je.text,
+			               je.line, je.column);
 		return -1;
 	}
 	if (!json_is_object(*root)) {
