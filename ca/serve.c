@@ -183,7 +183,7 @@ int serve_main(int argc, char **argv)
 	        .key_file = cfg.tls_key_file,
 	        .max_body = API_MAX_BODY,
 	        .threads = (unsigned)cfg.workers,
-	        .timeout = 30,
+	        .timeout = (unsigned)((cfg.request_timeout + 999) / 1000),
 	        .max_connections = 8192,
 	        .handler = api_handle,
 	        .arg = &a,

@@ -68,6 +68,11 @@ static const struct config_key settings_keys[] = {
 	           "requests an identity may make at once: room for a Deployment's replicas "
 	           "starting together"),
 	CONFIG_INT("workers", S, workers, 0, 256, "0", "HTTPS worker threads; 0: one per core"),
+	CONFIG_DURATION(
+	    "timeouts.request", S, request_timeout, CONFIG_SECONDS(1), CONFIG_MINUTES(5), "30s",
+	    "time a client has to finish the TLS handshake and send a whole request (head "
+	    "and body), counted from connecting or from the end of its previous request; "
+	    "also how long an idle connection is kept. Rounded up to whole seconds"),
 	CONFIG_STRING("audit_file", S, audit_file, 0, NULL, NULL,
 	              "file that every audit record is also appended to"),
 	CLI_LOG_KEYS(S),

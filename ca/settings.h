@@ -35,6 +35,7 @@ struct settings {
 	int64_t rate_per_second;
 	int64_t rate_burst;
 	int64_t workers;
+	int64_t request_timeout;
 	char *audit_file;
 	struct cli_log log;
 };

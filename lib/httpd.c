@@ -23,6 +23,7 @@
 #include "meshlet/httpd.h"
 #include "meshlet/log.h"
 #include "meshlet/metrics.h"
+#include "meshlet/time.h"
 #include "meshlet/x509.h"
 
 /* GnuTLS priorities: TLS 1.2 and 1.3 only. */
@@ -32,6 +33,8 @@
 #define HTTPD_MAX_DRAINING  8
 /* An oversize body is read and dropped up to this much, so its client sees the 413. */
 #define HTTPD_DISCARD_MAX (8 * 1024 * 1024)
+/* Connections cut for being late are logged one by one up to this many a second. */
+#define HTTPD_CUT_LOG_MAX 32
 
 /* The identity of a file as it is now, to notice when it is replaced. */
 struct httpd_stamp {
@@ -48,6 +51,20 @@ struct httpd_daemon {
 	time_t retired; /* when it stopped accepting; 0 while current */
 };
 
+/*
+ * A connection from accept to close, with the time by which the request it is receiving
+ * must be in. libmicrohttpd's own timeout restarts with every byte, so a client sending
+ * its TLS handshake or request a byte at a time would hold its connection for ever; the
+ * watcher shuts down a connection that passes this deadline.
+ */
+struct httpd_conn {
+	struct httpd_conn *prev, *next;
+	int fd;
+	_Atomic int64_t deadline; /* time_mono_ms(); 0 while a request is being answered */
+	bool cut;                 /* shut down for being late */
+	char client[64];
+};
+
 struct httpd {
 	struct httpd_options o;
 	int fd;
@@ -61,6 +78,8 @@ struct httpd {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	bool stopping;
+	pthread_mutex_t conns_lock; /* guards the list of connections, not their deadlines */
+	struct httpd_conn *conns;
 };
 
 /* Per-request state, kept by libmicrohttpd between calls for one request. */
@@ -180,6 +199,97 @@ static void httpd_client(struct MHD_Connection *conn, char *buf, size_t size)
 		snprintf(buf, size, "[%.46s]:%.7s", host, serv);
 	else
 		snprintf(buf, size, "%.46s:%.7s", host, serv);
+}
+
+/* The deadline of a request starting now; 0 (none) when the timeout is 0, as for libmicrohttpd. */
+static int64_t httpd_deadline(const struct httpd *h)
+{
+	return h->o.timeout > 0 ? time_mono_ms() + (int64_t)h->o.timeout * 1000 : 0;
+}
+
+/* Sets the deadline of the request that conn is receiving, or clears it. */
+static void httpd_conn_deadline(const struct httpd *h, struct MHD_Connection *conn, bool armed)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct httpd_conn *c = ci != NULL ? ci->socket_context : NULL;
+
+	if (c != NULL)
+		atomic_store(&c->deadline, armed ? httpd_deadline(h) : 0);
+}
+
+/* Keeps the list of open connections: each starts with the deadline of its first request. */
+static void httpd_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+                         enum MHD_ConnectionNotificationCode toe)
+{
+	struct httpd *h = cls;
+	struct httpd_conn *c = *socket_context;
+	const union MHD_ConnectionInfo *ci;
+
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		/* Without memory the connection still has libmicrohttpd's idle timeout. */
+		if (ci == NULL || (c = calloc(1, sizeof(*c))) == NULL)
+			return;
+		c->fd = ci->connect_fd;
+		atomic_store(&c->deadline, httpd_deadline(h));
+		httpd_client(conn, c->client, sizeof(c->client));
+		pthread_mutex_lock(&h->conns_lock);
+		c->next = h->conns;
+		if (h->conns != NULL)
+			h->conns->prev = c;
+		h->conns = c;
+		pthread_mutex_unlock(&h->conns_lock);
+		*socket_context = c;
+		return;
+	}
+	if (c == NULL)
+		return;
+	/* libmicrohttpd closes the socket after this: the watcher never sees a reused fd. */
+	pthread_mutex_lock(&h->conns_lock);
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		h->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	pthread_mutex_unlock(&h->conns_lock);
+	free(c);
+	*socket_context = NULL;
+}
+
+/*
+ * Shuts down the connections whose request is late, in the TLS handshake or in the
+ * request itself; libmicrohttpd then reads the end of the stream and closes them.
+ */
+static void httpd_expire(struct httpd *h)
+{
+	char late[HTTPD_CUT_LOG_MAX][64];
+	int64_t now = time_mono_ms();
+	size_t n = 0, more = 0;
+
+	pthread_mutex_lock(&h->conns_lock);
+	for (struct httpd_conn *c = h->conns; c != NULL; c = c->next) {
+		int64_t deadline = atomic_load(&c->deadline);
+
+		if (c->cut || deadline == 0 || now < deadline)
+			continue;
+		c->cut = true;
+		(void)shutdown(c->fd, SHUT_RDWR);
+		if (n < HTTPD_CUT_LOG_MAX)
+			memcpy(late[n++], c->client, sizeof(late[0]));
+		else
+			more++;
+	}
+	pthread_mutex_unlock(&h->conns_lock);
+	for (size_t i = 0; i < n; i++)
+		log_warnx("connection closed: no whole request in time",
+		          LOG_STR("server", h->o.name), LOG_STR("client", late[i]),
+		          LOG_INT("timeout_seconds", h->o.timeout));
+	if (more > 0)
+		log_warnx("more connections closed: no whole request in time",
+		          LOG_STR("server", h->o.name), LOG_INT("connections", more),
+		          LOG_INT("timeout_seconds", h->o.timeout));
 }
 
 /*
@@ -307,6 +417,8 @@ static enum MHD_Result httpd_access(void *cls, struct MHD_Connection *conn, cons
 	if (call->answered)
 		return MHD_YES;
 	call->answered = true;
+	/* The whole request is in: the time to answer it is not the client's to count. */
+	httpd_conn_deadline(h, conn, false);
 	return httpd_respond(h, conn, method, url, call);
 }
 
@@ -316,9 +428,9 @@ static void httpd_completed(void *cls, struct MHD_Connection *conn, void **con_c
 	struct httpd_call *call = *con_cls;
 	int off = 0;
 
-	(void)cls;
-	(void)conn;
 	(void)toe;
+	/* A kept-alive connection has as long again for its next request. */
+	httpd_conn_deadline(cls, conn, true);
 	if (call != NULL) {
 		if (call->corked >= 0)
 			(void)setsockopt(call->corked, IPPROTO_TCP, TCP_CORK, &off, sizeof(off));
@@ -344,14 +456,16 @@ static struct MHD_Daemon *httpd_mhd_start(struct httpd *h, const char *cert_pem,
 		    NULL, httpd_access, h, MHD_OPTION_LISTEN_SOCKET, h->fd,
 		    MHD_OPTION_CONNECTION_TIMEOUT, h->o.timeout, MHD_OPTION_CONNECTION_LIMIT,
 		    h->o.max_connections, MHD_OPTION_NOTIFY_COMPLETED, httpd_completed, h,
-		    MHD_OPTION_EXTERNAL_LOGGER, httpd_mhd_log, h, MHD_OPTION_END);
+		    MHD_OPTION_NOTIFY_CONNECTION, httpd_notify, h, MHD_OPTION_EXTERNAL_LOGGER,
+		    httpd_mhd_log, h, MHD_OPTION_END);
 	return MHD_start_daemon(
 	    MHD_USE_TLS | MHD_USE_EPOLL_INTERNALLY | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL, NULL,
 	    httpd_access, h, MHD_OPTION_LISTEN_SOCKET, h->fd, MHD_OPTION_HTTPS_MEM_CERT, cert_pem,
 	    MHD_OPTION_HTTPS_MEM_KEY, key_pem, MHD_OPTION_HTTPS_PRIORITIES, HTTPD_PRIORITIES,
 	    MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_TIMEOUT, h->o.timeout,
 	    MHD_OPTION_CONNECTION_LIMIT, h->o.max_connections, MHD_OPTION_NOTIFY_COMPLETED,
-	    httpd_completed, h, MHD_OPTION_EXTERNAL_LOGGER, httpd_mhd_log, h, MHD_OPTION_END);
+	    httpd_completed, h, MHD_OPTION_NOTIFY_CONNECTION, httpd_notify, h,
+	    MHD_OPTION_EXTERNAL_LOGGER, httpd_mhd_log, h, MHD_OPTION_END);
 }
 
 static void httpd_daemon_free(struct httpd_daemon *d)
@@ -493,8 +607,11 @@ static void *httpd_watch(void *arg)
 		pthread_cond_timedwait(&h->wake, &h->lock, &deadline);
 		if (h->stopping)
 			break;
-		httpd_reload(h);
-		httpd_reap(h);
+		if (h->o.cert_file != NULL) {
+			httpd_reload(h);
+			httpd_reap(h);
+		}
+		httpd_expire(h);
 	}
 	pthread_mutex_unlock(&h->lock);
 	return NULL;
@@ -512,6 +629,7 @@ struct httpd *httpd_start(const struct httpd_options *o, struct err *e)
 	h->fd = -1;
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_cond_init(&h->wake, NULL);
+	pthread_mutex_init(&h->conns_lock, NULL);
 	if (o->cert_file != NULL) {
 		httpd_stamp_of(o->cert_file, &h->cert_stamp);
 		httpd_stamp_of(o->key_file, &h->key_stamp);
@@ -526,10 +644,8 @@ struct httpd *httpd_start(const struct httpd_options *o, struct err *e)
 		        o->name);
 		goto fail;
 	}
-	if (o->cert_file == NULL)
-		return h;
 	if (pthread_create(&h->watcher, NULL, httpd_watch, h) != 0) {
-		err_set(e, -EAGAIN, "cannot start the certificate watcher");
+		err_set(e, -EAGAIN, "cannot start the watcher thread");
 		goto fail;
 	}
 	h->watching = true;
@@ -567,6 +683,7 @@ void httpd_stop(struct httpd *h)
 		close(h->fd);
 	pthread_cond_destroy(&h->wake);
 	pthread_mutex_destroy(&h->lock);
+	pthread_mutex_destroy(&h->conns_lock);
 	free(h);
 }
 

@@ -215,7 +215,7 @@ int serve_main(int argc, char **argv)
 	        .cert_file = cfg.tls_cert_file,
 	        .key_file = cfg.tls_key_file,
 	        .max_body = SERVE_MAX_BODY,
-	        .timeout = 30,
+	        .timeout = (unsigned)((cfg.request_timeout + 999) / 1000),
 	        .max_connections = 8192,
 	        .handler = serve_handle,
 	        .arg = &s,

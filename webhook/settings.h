@@ -31,6 +31,7 @@ struct settings {
 	char *trust_domain;
 	char *ca_address;
 	char *audit_file;
+	int64_t request_timeout;
 	struct cli_log log;
 
 	/* What is injected, and when. */

@@ -43,7 +43,9 @@ struct httpd_options {
 	const char *key_file; /* PEM key, mode 0600 */
 	size_t max_body;      /* larger bodies are not read: body_too_large */
 	unsigned threads;     /* worker threads; 0: one per core */
-	unsigned timeout;     /* seconds a connection may be idle or slow */
+	unsigned timeout;     /* seconds a connection may be idle, and a deadline: the TLS
+	                         handshake and a whole request (head and body) must arrive within
+	                         it of connecting or of the previous request's end */
 	unsigned max_connections;
 	httpd_handler_fn handler;
 	void *arg;
