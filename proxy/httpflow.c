@@ -30,6 +30,7 @@ static const struct {
 } replies[] = {
 	{ 403, "403 Forbidden", "meshlet: access denied\n" },
 	{ 400, "400 Bad Request", "meshlet: malformed request\n" },
+	{ 408, "408 Request Timeout", "meshlet: request head not received in time\n" },
 	{ 405, "405 Method Not Allowed", "meshlet: CONNECT is not supported on HTTP ports\n" },
 	{ 431, "431 Request Header Fields Too Large", "meshlet: request head too large\n" },
 	{ 501, "501 Not Implemented", "meshlet: transfer coding not supported\n" },
@@ -42,6 +43,7 @@ void httpflow_init(struct httpflow *f, httpflow_decide_fn decide, void *arg, siz
 	f->decide = decide;
 	f->arg = arg;
 	f->head_limit = head_limit;
+	f->head_wait = true; /* the first request's head, from the start */
 }
 
 static void step(struct httpflow_step *st, enum httpflow_act act, size_t n)
@@ -91,14 +93,34 @@ bool httpflow_app_closed(struct httpflow *f)
 		return false; /* a tunnel half-closes like any TCP stream */
 	f->q = Q_CLOSED;
 	f->reply_status = 0;
+	f->head_wait = false;
 	return true;
+}
+
+void httpflow_head_timeout(struct httpflow *f)
+{
+	want_reply(f, 408, true, "request head timeout");
+	f->q = Q_CLOSED;
+	f->head_wait = false;
+	f->head_timed_out = true;
 }
 
 void httpflow_replied(struct httpflow *f)
 {
-	if (f->reply_close)
+	if (f->reply_close) {
 		f->q = Q_CLOSED;
+		f->head_wait = false;
+	}
 	f->reply_status = 0;
+}
+
+/* The flow waits on the client for the rest of a head: the clock runs from now if it did not. */
+static void head_waits(struct httpflow *f)
+{
+	if (!f->head_wait) {
+		f->head_wait = true;
+		f->head_since = f->now;
+	}
 }
 
 /* A request head: parse, decide, and set up its body. */
@@ -113,6 +135,8 @@ static void request_head(struct httpflow *f, const char *buf, size_t len, bool e
 	uint8_t kind = 0;
 
 	if (f->outstanding == HTTPFLOW_PIPELINE) {
+		/* Waiting on the application, not on the client. */
+		f->head_wait = false;
 		step(st, HTTPFLOW_MORE, 0);
 		return;
 	}
@@ -120,9 +144,14 @@ static void request_head(struct httpflow *f, const char *buf, size_t len, bool e
 	if (n == 0) {
 		/* A head cut short by the end of the stream: nothing to forward. */
 		step(st, eof && len > 0 ? HTTPFLOW_DROP : HTTPFLOW_MORE, eof ? len : 0);
+		if (eof)
+			f->head_wait = false;
+		else
+			head_waits(f);
 		return;
 	}
 	f->qscan = 0;
+	f->head_wait = false;
 	if (n < 0 || http1_parse_request(buf, (size_t)n, &req, &why) < 0) {
 		want_reply(f, why.status, true, why.reason);
 		f->q = Q_CLOSED;
@@ -183,9 +212,17 @@ void httpflow_request(struct httpflow *f, const char *buf, size_t len, bool eof,
 	memset(st, 0, sizeof(*st));
 	switch (f->q) {
 	case Q_HEAD:
-		if (reply_step(f, st))
+		if (reply_step(f, st)) {
+			f->head_wait = false; /* the next head is looked at after the reply */
 			return;
+		}
 		if (len == 0) {
+			/*
+			 * No byte of a head: the first request's wait goes on, but between
+			 * requests no head is awaited (the caller's idle timeout applies).
+			 */
+			if (eof)
+				f->head_wait = false;
 			step(st, HTTPFLOW_MORE, 0);
 			return;
 		}

@@ -24,6 +24,9 @@
  * reply waits until they have all ended. Pipelining works; at most HTTPFLOW_PIPELINE
  * requests wait for responses, the next waits in the buffer. After a 101 to an upgrade
  * request, or a 2xx to CONNECT, both directions are passed through untouched.
+ *
+ * The flow also says when it waits on the client for a request head (head_wait), so that
+ * the caller can give heads a deadline; past it, httpflow_head_timeout answers 408.
  */
 
 #define HTTPFLOW_PIPELINE 32
@@ -65,6 +68,18 @@ struct httpflow {
 	uint32_t outstanding, first;     /* requests waiting for a response, from first */
 	uint8_t kinds[HTTPFLOW_PIPELINE]; /* HEAD, CONNECT, upgrade flags of each */
 	char reply[192];                  /* the reply being written */
+
+	/*
+	 * head_wait: the flow waits on the client for (the rest of) a request head. True from
+	 * the start until the first head is whole, then from the first byte of each later
+	 * head until it is whole; false while the flow waits on the application instead (a
+	 * full pipeline, a reply behind responses) and between requests. head_since: the
+	 * value of now (the caller's clock, set before each call) when that wait began; the
+	 * caller may move it (the first request's wait counts from when the caller says).
+	 */
+	uint64_t now, head_since;
+	bool head_wait;
+	bool head_timed_out; /* httpflow_head_timeout was called */
 };
 
 /* httpflow_init - a flow at the start of a connection; heads longer than head_limit get 431. */
@@ -80,6 +95,13 @@ void httpflow_request(struct httpflow *f, const char *buf, size_t len, bool eof,
                       struct httpflow_step *st);
 void httpflow_response(struct httpflow *f, const char *buf, size_t len, bool eof,
                        struct httpflow_step *st);
+
+/*
+ * httpflow_head_timeout - the client took too long over a request head (call it only while
+ * head_wait): it is answered with 408 and connection: close, once the responses before it
+ * are through, like a malformed head; what the client sends from now on is dropped.
+ */
+void httpflow_head_timeout(struct httpflow *f);
 
 /* httpflow_replied - the reply of the last HTTPFLOW_REPLY step is written (queued). */
 void httpflow_replied(struct httpflow *f);

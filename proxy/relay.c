@@ -125,6 +125,12 @@ void relay_end(struct relay *r, enum relay_result result, enum relay_side side, 
 	if (r->state == R_CLOSED)
 		return;
 	r->state = R_CLOSED;
+	/* After a 408 the connection ends as any other once both sides are done: say why. */
+	if (result == RELAY_OK && r->http != NULL && r->http->head_timed_out) {
+		result = RELAY_TIMEOUT;
+		error = -ETIMEDOUT;
+		reason = "request_head";
+	}
 	ERR_clear_error();
 	loop_timer_stop(r->loop, &r->timer);
 	/* Before on_close: once the last one has run, the count is 0. */
@@ -253,13 +259,60 @@ static void relay_arm(struct relay *r, uint32_t ms)
 		relay_end(r, RELAY_RESET, RELAY_DOWN, -ENOMEM, NULL);
 }
 
+/*
+ * The deadlines of the RELAY state: no byte either way for idle_timeout_ms; on HTTP ports
+ * also a request head that takes longer than request_head_timeout_ms. Bytes do not move
+ * the timer (a heap update per read): it fires at the earliest deadline that may have
+ * come, and this works out whether one has, or when the next is. While no head is
+ * awaited, one may begin at any moment, so the timer comes back a head's time from now
+ * at the latest: a connection kept alive between requests wakes up that often.
+ */
+static void relay_deadlines(struct relay *r)
+{
+	uint64_t now = loop_now(r->loop), next = UINT64_MAX;
+	uint32_t idle = r->cfg->idle_timeout_ms, head = r->cfg->request_head_timeout_ms;
+	struct httpflow *f = r->http;
+
+	if (f != NULL && head != 0) {
+		next = now + head;
+		if (f->head_wait && now - f->head_since >= head) {
+			/*
+			 * Not a byte of the first request: close without a word, like nginx (a
+			 * reply could cross a request sent at that moment). Else a 408.
+			 */
+			if (r->down.buf == NULL || r->down.end == r->down.gate) {
+				relay_end(r, RELAY_TIMEOUT, RELAY_DOWN, -ETIMEDOUT, "request_head");
+				return;
+			}
+			httpflow_head_timeout(f);
+			relay_deadlines(r); /* once more: no head is awaited now */
+			relay_advance(r);   /* the 408 goes out (or waits for responses) */
+			return;
+		}
+		if (f->head_wait)
+			next = f->head_since + head;
+	}
+	if (idle != 0) {
+		if (now - r->active_ms >= idle) {
+			relay_end(r, RELAY_TIMEOUT, RELAY_DOWN, -ETIMEDOUT, "idle");
+			return;
+		}
+		if (r->active_ms + idle < next)
+			next = r->active_ms + idle;
+	}
+	if (next == UINT64_MAX)
+		loop_timer_stop(r->loop, &r->timer);
+	else
+		relay_arm(r, (uint32_t)(next - now));
+}
+
 static void relay_upstream_failed(struct relay *r, int err);
 
 static void relay_timeout(struct loop *loop, struct loop_timer *t)
 {
 	struct relay *r = container_of(t, struct relay, timer);
-	uint64_t idle, quiet;
 
+	(void)loop;
 	switch (r->state) {
 	case R_DOWN_HS:
 	case R_PREAMBLE:
@@ -273,12 +326,7 @@ static void relay_timeout(struct loop *loop, struct loop_timer *t)
 		relay_advance(r);
 		return;
 	case R_RELAY:
-		idle = r->cfg->idle_timeout_ms;
-		quiet = loop_now(loop) - r->active_ms;
-		if (quiet >= idle)
-			relay_end(r, RELAY_TIMEOUT, RELAY_DOWN, -ETIMEDOUT, "idle");
-		else
-			relay_arm(r, (uint32_t)(idle - quiet));
+		relay_deadlines(r);
 		return;
 	default:
 		return;
@@ -293,7 +341,10 @@ static void relay_enter_relay(struct relay *r)
 	r->up.flags |= H_RD_READY | H_WR_READY;
 	r->down.flags |= H_WR_READY;
 	r->active_ms = loop_now(r->loop);
-	relay_arm(r, r->cfg->idle_timeout_ms);
+	/* The first request's head is counted from here: the handshake had its own. */
+	if (r->http != NULL && r->http->head_wait)
+		r->http->head_since = r->active_ms;
+	relay_deadlines(r);
 }
 
 /* After a handshake: the peer's identity, then the hook. Returns 1, or -1 when closed. */

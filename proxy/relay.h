@@ -27,7 +27,7 @@
  *	                goes to on_upstream_failed, which may set another upstream (retry)
  *	UP_HANDSHAKE    upstream TLS handshake, then on_handshake(UP)      [handshake timeout]
  *	RELAY           bytes both ways; a preamble given to relay_set_upstream goes first
- *	                                                                     [idle timeout]
+ *	                                [idle timeout; with HTTP, also the request head's]
  *	closed          on_close(stats) once, then the relay is freed after the loop's round
  *
  * Bytes: per direction one buffer of LOOP_BUF_SIZE bytes, taken from the loop when a read
@@ -61,7 +61,8 @@ enum relay_result {
 	RELAY_CONNECT_FAILED,   /* no upstream connected: stats.error, -ETIMEDOUT for a timeout */
 	RELAY_HANDSHAKE_FAILED, /* TLS handshake or tunnel preamble failed (stats.reason) */
 	RELAY_DENIED,           /* a hook refused (stats.error is its code), or no upstream */
-	RELAY_TIMEOUT,          /* stats.reason: "handshake" (with the preamble) or "idle" */
+	RELAY_TIMEOUT,          /* stats.reason: "handshake" (with the preamble), "idle" or
+	                         * "request_head" (relay_http_set) */
 	RELAY_RESET,            /* a side reset, or an I/O error (stats.error, stats.reason) */
 	RELAY_CLOSED,           /* closed by relay_close (shutdown, drain timeout) */
 	RELAY_RESULT_COUNT_
@@ -123,7 +124,18 @@ struct relay_config {
 	uint32_t connect_timeout_ms;
 	uint32_t handshake_timeout_ms; /* from accept to the end of handshake and preamble */
 	uint32_t idle_timeout_ms;      /* no byte either way for this long closes */
-	struct relay_limit *limit;     /* NULL: no limit */
+	/*
+	 * With relay_http_set: how long a client may take over a request head. The first
+	 * request's counts from the RELAY state (after the handshake, the preamble and the
+	 * connect); each later one's from its first byte. Time spent waiting on the
+	 * application (a full pipeline, a reply behind responses) does not count, and
+	 * neither does the time between requests (the idle timeout's). Past it, the client
+	 * gets 408 with connection: close, and the relay ends with RELAY_TIMEOUT and
+	 * "request_head" once both sides are done; when not a byte of the first request
+	 * came, it closes at once without a reply.
+	 */
+	uint32_t request_head_timeout_ms;
+	struct relay_limit *limit; /* NULL: no limit */
 
 	/*
 	 * After each TLS handshake (authorization: identity, relay_source): return 0 to go
@@ -190,9 +202,10 @@ void relay_close(struct relay *r, enum relay_result result);
 /*
  * relay_http_set - follow the connection as HTTP/1.1 to the application (httpflow.h):
  * decide(arg, head) is called for each request head, on the loop's thread; a denied
- * request is answered with 403 by the relay, a malformed one with its 4xx/5xx status,
- * and the application never sees either. Call before relay_start, or from on_preamble
- * or on_handshake. Returns 0, -EBUSY (already set) or -ENOMEM.
+ * request is answered with 403 by the relay, a malformed one with its 4xx/5xx status, a
+ * head that takes longer than cfg->request_head_timeout_ms with 408, and the application
+ * never sees any of them. Call before relay_start, or from on_preamble or on_handshake.
+ * Returns 0, -EBUSY (already set) or -ENOMEM.
  */
 int relay_http_set(struct relay *r, httpflow_decide_fn decide, void *arg, size_t head_limit);
 

@@ -109,6 +109,9 @@ int relay_http_run(struct relay *r)
 {
 	int progress = 0;
 
+	/* The flow stamps the start of a request head's wait with it (relay.c's deadline). */
+	r->http->now = loop_now(r->loop);
+
 	/*
 	 * The application has closed and everything it sent is through: requests still
 	 * waiting (pipelined, or held behind a 403 that waits for their answers) will never be

@@ -939,6 +939,7 @@ int run_main(int argc, char **argv)
 		.connect_timeout_ms = (uint32_t)run->cfg.connect_timeout,
 		.handshake_timeout_ms = (uint32_t)run->cfg.handshake_timeout,
 		.idle_timeout_ms = (uint32_t)run->cfg.idle_timeout,
+		.request_head_timeout_ms = (uint32_t)run->cfg.request_head_timeout,
 		.limit = &run->limit,
 		.on_handshake = run_on_handshake,
 		.on_preamble = run_on_preamble,

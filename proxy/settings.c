@@ -104,6 +104,11 @@ static const struct config_key settings_keys[] = {
 	                CONFIG_MINUTES(5), "10s", "time allowed for a TLS handshake"),
 	CONFIG_DURATION("timeouts.idle", S, idle_timeout, CONFIG_SECONDS(1), CONFIG_HOURS(24), "1h",
 	                "a connection with no traffic either way for this long is closed"),
+	CONFIG_DURATION("timeouts.request_head", S, request_head_timeout, CONFIG_SECONDS(1),
+	                CONFIG_MINUTES(5), "30s",
+	                "on policy.http_ports: time a client has to send a whole request head, "
+	                "from its first byte (the first request's: from when the connection is "
+	                "set up); past it the client gets 408 and is closed"),
 	CONFIG_INT("limits.max_connections", S, max_connections, 1, 1000000, "65536",
 	           "connections held at once; more are refused"),
 	CONFIG_STRING("identity.namespace", S, namespace_, 63, NULL, config_valid_dns_label,

@@ -29,6 +29,7 @@ struct settings {
 	int64_t connect_timeout;
 	int64_t handshake_timeout;
 	int64_t idle_timeout;
+	int64_t request_head_timeout;
 	int64_t max_connections;
 	char *namespace_;
 	char *service_account;

@@ -712,3 +712,129 @@ def test_kill_9_under_load_then_restart(ca, backend, procs, victim):
     # Once it says it is ready again, no request fails.
     late = [f for l in loads for f in l.failures if f[0] >= ready_at]
     assert not late, late[:5]
+
+
+# ---- 6. slow request heads on an HTTP port of the terminating proxy ----
+
+def test_slow_request_heads_get_408_while_others_are_served(ca, procs):
+    """policy.http_ports covers the application's port on the terminating proxy, with
+    timeouts.request_head: 2s; clients go through the client proxy, which does the TLS.
+    One client sends a request head a byte a second: it gets 408 and a close at about
+    2 s, and the application never sees it. One sends nothing at all: it is closed at
+    about 2 s without a reply. Meanwhile requests succeed, and neither a whole head whose
+    answer takes 3 s nor a kept-alive connection idle for 3 s between requests is
+    affected."""
+    import http.client
+    import http.server
+
+    from test_proxy_run import Server
+
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive
+
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            seen.append(self.path)
+            if self.path.startswith("/slow"):
+                time.sleep(3)
+            body = json.dumps({"path": self.path}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    app = Server(("127.0.0.1", 0), Handler)
+    threading.Thread(target=app.serve_forever, daemon=True).start()
+    try:
+        port = app.server_address[1]
+        client, server, a, _ = pair(ca, procs, f"127.0.0.1:{port}",
+                                    config=f"policy:\n  http_ports: \"{port}\"\n",
+                                    server_timeouts="  request_head: 2s\n")
+        before = server.metric('meshlet_proxy_connection_results_total{result="timeout"}')
+        results = {}
+
+        def slow_client(name, trickle):
+            """Sends trickle a byte a second until something comes back; then reads to
+            the close. Records (what came back, seconds from connecting to the close)."""
+            data = b""
+            with socket.create_connection(("127.0.0.1", a), timeout=10) as s:
+                began = time.monotonic()
+                try:
+                    for i in range(len(trickle) + 15):
+                        if i < len(trickle):
+                            s.sendall(trickle[i:i + 1])
+                        if select.select([s], [], [], 1)[0]:
+                            break
+                    while time.monotonic() - began < 15:
+                        chunk = s.recv(4096)
+                        if not chunk:
+                            break
+                        data += chunk
+                except (ConnectionResetError, BrokenPipeError):
+                    pass
+                results[name] = (data, time.monotonic() - began)
+
+        def slow_answer():
+            try:
+                results["slow_answer"] = get(a, "/slow-answer", timeout=15)
+            except Exception as e:  # noqa: BLE001: reported by the test
+                results["slow_answer"] = repr(e)
+
+        def keep_alive():
+            conn = http.client.HTTPConnection("127.0.0.1", a, timeout=10)
+            try:
+                out = []
+                for i in range(2):
+                    if i:
+                        time.sleep(3)  # longer than a head may take: the idle timeout's
+                    conn.request("GET", f"/kept{i}")
+                    r = conn.getresponse()
+                    out.append((r.status, json.loads(r.read())))
+                results["keep_alive"] = out
+            except Exception as e:  # noqa: BLE001: reported by the test
+                results["keep_alive"] = repr(e)
+            finally:
+                conn.close()
+
+        threads = [threading.Thread(target=slow_client, daemon=True,
+                                    args=("trickle", b"GET /trickle HTTP/1.1\r\nHost: x\r\n"
+                                                     b"User-Agent: one byte a second\r\n\r\n")),
+                   threading.Thread(target=slow_client, daemon=True, args=("silent", b"")),
+                   threading.Thread(target=slow_answer, daemon=True),
+                   threading.Thread(target=keep_alive, daemon=True)]
+        for t in threads:
+            t.start()
+        served = 0
+        while any(t.is_alive() for t in threads):
+            assert get(a, f"/meanwhile{served}")
+            served += 1
+            time.sleep(0.05)
+        for t in threads:
+            t.join()
+        data, took = results["trickle"]
+        assert data.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), data
+        assert b"\r\nconnection: close\r\n" in data, data
+        assert 1.5 <= took <= 6, took
+        data, took = results["silent"]
+        assert data == b"" and 1.5 <= took <= 6, results["silent"]
+        assert results["slow_answer"] is True, results["slow_answer"]
+        assert results["keep_alive"] == [(200, {"path": "/kept0"}), (200, {"path": "/kept1"})], \
+            results["keep_alive"]
+        assert served >= 5
+        assert get(a, "/after")
+        assert not [p for p in seen if p.startswith("/trickle")], seen
+        # The server proxy says why, once per slow client; nothing else timed out.
+        assert wait_for(lambda: len([l for l in log_lines(server, "connection")
+                                     if l["result"] == "timeout"]) >= 2)
+        timeouts = [l for l in log_lines(server, "connection") if l["result"] == "timeout"]
+        assert len(timeouts) == 2 and all(l["reason"] == "request_head" for l in timeouts), \
+            timeouts
+        assert server.metric(
+            'meshlet_proxy_connection_results_total{result="timeout"}') == before + 2
+        assert server.proc.poll() is None and client.proc.poll() is None
+    finally:
+        app.shutdown()

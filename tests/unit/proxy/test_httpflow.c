@@ -259,6 +259,86 @@ static void test_split_head_and_pipeline_limit(void **state)
 	expect(&f, true, GET_OK, "F29 M");
 }
 
+/* When the flow waits on the client for a head, and since when (the caller's clock). */
+static void test_head_wait(void **state)
+{
+	struct httpflow f;
+	int calls = 0;
+	char many[(HTTPFLOW_PIPELINE + 1) * 29 + 8];
+
+	(void)state;
+	httpflow_init(&f, decide, &calls, 8192);
+	/* The first head is awaited from the start; the caller says since when. */
+	assert_true(f.head_wait);
+	f.head_since = 50;
+	f.now = 100;
+	expect(&f, true, "", "M");
+	expect(&f, true, "GET /ok HT", "M");
+	assert_true(f.head_wait);
+	assert_int_equal(f.head_since, 50);
+	expect(&f, true, GET_OK, "F29 M");
+	assert_false(f.head_wait);
+	/* Between requests, and while a response is awaited, no head is. */
+	f.now = 200;
+	expect(&f, true, "", "M");
+	assert_false(f.head_wait);
+	/* A later head: from its first byte, not from the one before. */
+	f.now = 300;
+	expect(&f, true, "GET /ok", "M");
+	assert_true(f.head_wait);
+	assert_int_equal(f.head_since, 300);
+	f.now = 400;
+	expect(&f, true, "GET /ok HTTP/1.1\r\n", "M");
+	assert_int_equal(f.head_since, 300);
+	/* Too late: a 408 that closes, after the response before it. */
+	httpflow_head_timeout(&f);
+	assert_false(f.head_wait);
+	assert_true(f.head_timed_out);
+	expect(&f, true, "GET /ok HTTP/1.1\r\n", "M");
+	expect(&f, false, RESP_OK, "F38 F2 M");
+	expect(&f, true, "GET /ok HTTP/1.1\r\n", "R408C D18 M");
+	{
+		struct httpflow_step st;
+
+		httpflow_init(&f, decide, &calls, 8192);
+		httpflow_head_timeout(&f);
+		httpflow_request(&f, "", 0, false, &st);
+		assert_int_equal(st.act, HTTPFLOW_REPLY);
+		assert_true(st.close);
+		assert_non_null(strstr(st.reply, "HTTP/1.1 408 Request Timeout\r\n"));
+		assert_non_null(strstr(st.reply, "\r\nconnection: close\r\n"));
+	}
+
+	/* A head behind a full pipeline waits on the application: its time starts after. */
+	httpflow_init(&f, decide, &calls, 8192);
+	many[0] = '\0';
+	for (int i = 0; i < HTTPFLOW_PIPELINE; i++)
+		strcat(many, GET_OK);
+	strcat(many, "GET /ok");
+	f.now = 10;
+	drive(&f, true, many, false, (char[4096]){ 0 }, 4096);
+	assert_false(f.head_wait);
+	f.now = 20;
+	expect(&f, false, RESP_OK, "F38 F2 M");
+	expect(&f, true, "GET /ok", "M");
+	assert_true(f.head_wait);
+	assert_int_equal(f.head_since, 20);
+	/* The end of the stream ends the wait. */
+	expect(&f, true, "", "M");
+	drive(&f, true, "GET /ok", true, (char[64]){ 0 }, 64);
+	assert_false(f.head_wait);
+
+	/* A denied request's 403 behind a response: the next head waits for it too. */
+	httpflow_init(&f, decide, &calls, 8192);
+	expect(&f, true, GET_OK GET_DENY "GET /o", "F29 D31 M");
+	assert_false(f.head_wait);
+	f.now = 30;
+	expect(&f, false, RESP_OK, "F38 F2 M");
+	expect(&f, true, "GET /o", "R403 M");
+	assert_true(f.head_wait);
+	assert_int_equal(f.head_since, 30);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -271,6 +351,7 @@ int main(void)
 		cmocka_unit_test(test_upgrade),
 		cmocka_unit_test(test_unsolicited_response),
 		cmocka_unit_test(test_split_head_and_pipeline_limit),
+		cmocka_unit_test(test_head_wait),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -200,13 +200,17 @@ static void stream_hash(uint64_t seed, uint64_t len, uint8_t out[32])
 enum srv_mode {
 	SRV_ECHO,        /* echo; at the client's end, end too */
 	SRV_SINK_SOURCE, /* hash what comes, send source_len bytes of the stream of seed 2 */
+	SRV_HTTP,        /* answer each request head (no body) with HTTP_RESP; end at the end */
 };
+
+#define HTTP_RESP "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" /* 40 bytes */
 
 struct srv_conn {
 	int fd;
 	bool rd_eof, wr_shut;
 	uint8_t buf[16384];
 	size_t len, off; /* bytes pending: echoed, or generated from the stream */
+	int crlf;        /* HTTP: how much of "\r\n\r\n" the last bytes matched */
 	uint64_t rx, tx, gen;
 	struct stream st;
 	EVP_MD_CTX *h;
@@ -216,7 +220,7 @@ struct srv {
 	int lfd, port, wake[2];
 	enum srv_mode mode;
 	uint64_t source_len;
-	atomic_bool paused; /* SINK_SOURCE: do not read */
+	atomic_bool paused; /* SINK_SOURCE, HTTP: do not read */
 	atomic_bool stop;
 	pthread_t th;
 	struct srv_conn **c;
@@ -246,6 +250,25 @@ static void srv_close(struct srv *s, size_t i)
 	s->c[i] = s->c[--s->nc];
 }
 
+/* HTTP: queues an answer for each end of a head in what was read. */
+static void srv_http_feed(struct srv_conn *c, const uint8_t *p, size_t n)
+{
+	static const char end[] = "\r\n\r\n";
+
+	for (size_t i = 0; i < n; i++) {
+		c->crlf = p[i] == (uint8_t)end[c->crlf] ? c->crlf + 1 : p[i] == '\r';
+		if (c->crlf < 4)
+			continue;
+		c->crlf = 0;
+		if (c->off == c->len)
+			c->off = c->len = 0;
+		if (c->len + strlen(HTTP_RESP) > sizeof(c->buf))
+			abort(); /* not a cmocka assert: this is the server's thread */
+		memcpy(c->buf + c->len, HTTP_RESP, strlen(HTTP_RESP));
+		c->len += strlen(HTTP_RESP);
+	}
+}
+
 /* Moves what it can on c; returns false when c is finished. */
 static bool srv_step(struct srv *s, struct srv_conn *c, short re)
 {
@@ -261,6 +284,8 @@ static bool srv_step(struct srv *s, struct srv_conn *c, short re)
 			if (s->mode == SRV_ECHO) {
 				c->len = (size_t)n;
 				c->off = 0;
+			} else if (s->mode == SRV_HTTP) {
+				srv_http_feed(c, tmp, (size_t)n);
 			} else {
 				EVP_DigestUpdate(c->h, tmp, (size_t)n);
 			}
@@ -288,7 +313,7 @@ static bool srv_step(struct srv *s, struct srv_conn *c, short re)
 		}
 	}
 	bool out_done =
-	    s->mode == SRV_ECHO ? c->rd_eof && c->off >= c->len : c->tx >= s->source_len;
+	    s->mode != SRV_SINK_SOURCE ? c->rd_eof && c->off >= c->len : c->tx >= s->source_len;
 	if (out_done && !c->wr_shut) {
 		shutdown(c->fd, SHUT_WR);
 		c->wr_shut = true;
@@ -462,6 +487,7 @@ struct proxy {
 	struct sockaddr_in fallback;
 	bool has_fallback;
 	int deny_side; /* -1, or the side whose handshake is refused */
+	bool http;     /* follow HTTP/1.1 (relay_http_set), allowing every request */
 
 	/* What happened: written on the loop's thread, read under mu. */
 	pthread_mutex_t mu;
@@ -552,6 +578,13 @@ static void on_close(struct relay *r, const struct relay_stats *st)
 	pthread_mutex_unlock(&p->mu);
 }
 
+static bool allow_all(void *arg, const struct http1_request *req)
+{
+	(void)arg;
+	(void)req;
+	return true;
+}
+
 static void proxy_accept(struct listener *l, int fd, const struct sockaddr *peer, socklen_t len,
                          void *arg)
 {
@@ -576,6 +609,8 @@ static void proxy_accept(struct listener *l, int fd, const struct sockaddr *peer
 		                       p->preamble_port ? &pre : NULL) != 0)
 			abort();
 	}
+	if (p->http && relay_http_set(r, allow_all, NULL, 8192) != 0)
+		abort();
 	pthread_mutex_lock(&p->mu);
 	p->open[p->nopen++] = r;
 	pthread_mutex_unlock(&p->mu);
@@ -1191,6 +1226,151 @@ static void test_idle_timeout(void **state)
 	srv_stop(s);
 }
 
+/* HTTP: request heads */
+
+#define HTTP_GET "GET /ok HTTP/1.1\r\nHost: a\r\n\r\n" /* 29 bytes */
+
+/* Reads exactly len bytes and compares them with want. */
+static void read_expect(int fd, const char *want)
+{
+	char buf[256];
+	size_t len = strlen(want), got = 0;
+
+	assert_true(len <= sizeof(buf));
+	while (got < len) {
+		ssize_t n = read(fd, buf + got, len - got);
+
+		if (n <= 0)
+			fail_msg("after %zu bytes: %s", got,
+			         n == 0 ? "end of stream" : strerror(errno));
+		got += (size_t)n;
+	}
+	if (memcmp(buf, want, len) != 0)
+		fail_msg("got \"%.*s\", want \"%s\"", (int)len, buf, want);
+}
+
+/*
+ * Sends text a byte every step_ms until the proxy answers or text ends; then reads what
+ * comes until the end of the stream (a reset after it is fine). Returns the bytes read.
+ */
+static size_t trickle(int fd, const char *text, int step_ms, char *out, size_t size)
+{
+	struct pollfd pf = { .fd = fd, .events = POLLIN };
+	size_t got = 0;
+
+	for (size_t i = 0; text[i] != '\0'; i++) {
+		write_all(fd, NULL, text + i, 1);
+		if (poll(&pf, 1, step_ms) == 1)
+			break;
+	}
+	while (got + 1 < size) {
+		ssize_t n = read(fd, out + got, size - 1 - got);
+
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	out[got] = '\0';
+	return got;
+}
+
+/*
+ * On an HTTP relay, a request head gets request_head_timeout_ms from its first byte;
+ * pauses between requests and slow answers are not counted; a head that takes longer
+ * gets 408 and the connection ends.
+ */
+static void test_request_head_timeout(void **state)
+{
+	struct srv *s = srv_start(SRV_HTTP, 0);
+	struct proxy *p = proxy_new(s->port);
+	const char *slow = "GET /slow HTTP/1.1\r\nHost: a\r\nUser-Agent: trickle\r\n\r\n";
+	char out[512];
+	uint64_t t0, took;
+	int fd;
+
+	(void)state;
+	p->http = true;
+	p->cfg.request_head_timeout_ms = 400;
+	proxy_run(p);
+	fd = client_connect(p->port);
+	write_all(fd, NULL, HTTP_GET, strlen(HTTP_GET));
+	read_expect(fd, HTTP_RESP);
+	/* Kept alive longer than a head may take: the idle timeout's business. */
+	usleep(700 * 1000);
+	/* A head in two parts, within its time. */
+	write_all(fd, NULL, HTTP_GET, 10);
+	usleep(200 * 1000);
+	write_all(fd, NULL, HTTP_GET + 10, strlen(HTTP_GET) - 10);
+	read_expect(fd, HTTP_RESP);
+	/* A whole head with a slow answer: the application's time is not the head's. */
+	atomic_store(&s->paused, true);
+	write_all(fd, NULL, HTTP_GET, strlen(HTTP_GET));
+	usleep(900 * 1000);
+	atomic_store(&s->paused, false);
+	srv_wake(s);
+	read_expect(fd, HTTP_RESP);
+	/* A head a byte every 100 ms: 408 and the end, timed from its first byte. */
+	t0 = now_ms();
+	trickle(fd, slow, 100, out, sizeof(out));
+	took = now_ms() - t0;
+	close(fd);
+	if (strncmp(out, "HTTP/1.1 408 Request Timeout\r\n", 30) != 0 ||
+	    strstr(out, "\r\nconnection: close\r\n") == NULL)
+		fail_msg("got \"%s\"", out);
+	if (took < 350 || took > 3000)
+		fail_msg("408 after %llu ms, want about 400", (unsigned long long)took);
+	proxy_wait_closed(p, 1, 5000);
+	assert_result(&p->closed[0], RELAY_TIMEOUT);
+	assert_string_equal(p->closed[0].reason, "request_head");
+	assert_int_equal(p->closed[0].error, -ETIMEDOUT);
+	/* The application saw the three whole requests, nothing of the slow one. */
+	assert_int_equal(p->closed[0].bytes_up, 3 * strlen(HTTP_GET));
+	proxy_free(p);
+	srv_stop(s);
+}
+
+/*
+ * The first request's head is timed from the start of the relay: a client that sends
+ * nothing is closed without a reply. A relay that does not follow HTTP has no such
+ * deadline.
+ */
+static void test_request_head_timeout_first(void **state)
+{
+	struct srv *s = srv_start(SRV_ECHO, 0);
+	struct proxy *p = proxy_new(s->port);
+	uint64_t t0;
+	char c;
+	int fd;
+
+	(void)state;
+	p->http = true;
+	p->cfg.request_head_timeout_ms = 300;
+	proxy_run(p);
+	t0 = now_ms();
+	fd = client_connect(p->port);
+	assert_true(closed_within(fd, 5000));
+	assert_true(now_ms() - t0 >= 250);
+	assert_int_equal(read(fd, &c, 1), 0);
+	close(fd);
+	proxy_wait_closed(p, 1, 5000);
+	assert_result(&p->closed[0], RELAY_TIMEOUT);
+	assert_string_equal(p->closed[0].reason, "request_head");
+	assert_int_equal(p->closed[0].bytes_down, 0);
+	proxy_free(p);
+
+	p = proxy_new(s->port);
+	p->cfg.request_head_timeout_ms = 300;
+	proxy_run(p);
+	fd = client_connect(p->port);
+	usleep(700 * 1000);
+	ping(fd, "GET / HT");
+	close(fd);
+	proxy_wait_closed(p, 1, 5000);
+	assert_result(&p->closed[0], RELAY_OK);
+	proxy_free(p);
+	srv_stop(s);
+}
+
 static void test_connection_limit(void **state)
 {
 	struct srv *s = srv_start(SRV_ECHO, 0);
@@ -1782,6 +1962,8 @@ int main(void)
 		cmocka_unit_test(test_refused),
 		cmocka_unit_test(test_fallback_drops_preamble),
 		cmocka_unit_test(test_idle_timeout),
+		cmocka_unit_test(test_request_head_timeout),
+		cmocka_unit_test(test_request_head_timeout_first),
 		cmocka_unit_test(test_connection_limit),
 		cmocka_unit_test(test_emfile_pause),
 		cmocka_unit_test(test_original_dst),
