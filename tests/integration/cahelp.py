@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa, utils
 from cryptography.x509.oid import NameOID
 
-from conftest import binary, run
+from conftest import SLOW, binary, daemon_argv, run
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 AUDIENCE = "meshlet-ca"
@@ -135,10 +135,10 @@ class CAServer:
             args += ["--jwks-file", str(cadir.jwks)]
         if config is not None:
             args += ["--config", str(config)]
-        self.proc = subprocess.Popen(args + list(extra), stdout=self.stdout,
-                                     stderr=self.log_file)
+        self.proc = subprocess.Popen(daemon_argv(args + list(extra), "meshlet-ca"),
+                                     stdout=self.stdout, stderr=self.log_file)
         self.port = None
-        deadline = time.time() + 10
+        deadline = time.time() + 10 * SLOW
         while time.time() < deadline and self.port is None:
             if self.proc.poll() is not None:
                 raise AssertionError(f"meshlet-ca serve exited: {self.log()}")
@@ -160,7 +160,7 @@ class CAServer:
         return ssl.create_default_context(cafile=str(cafile or self.dir.root))
 
     def request(self, method, path, body=None, headers=None, cafile=None):
-        conn = http.client.HTTPSConnection("localhost", self.port, timeout=10,
+        conn = http.client.HTTPSConnection("localhost", self.port, timeout=10 * SLOW,
                                            context=self.context(cafile))
         try:
             conn.request(method, path, body=body, headers=headers or {})
@@ -189,7 +189,7 @@ class CAServer:
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(timeout=10)
+                self.proc.wait(timeout=10 * SLOW)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

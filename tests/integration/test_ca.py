@@ -21,7 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from cahelp import (AUDIENCE, ISSUER, CADir, CAServer, b64url, claims, csr_pem, ec_key,
                     jws, kid_of, rsa_key)
-from conftest import binary, run
+from conftest import binary, needs_speed, run
 
 
 @pytest.fixture(scope="module")
@@ -255,6 +255,7 @@ def test_health_ready_and_metrics(server):
     assert float(expiry[0].split()[1]) > 86400 * 365 * 9
 
 
+@needs_speed("a certify takes longer than the 1-per-second refill the test relies on")
 def test_rate_limit_per_identity(cadir, tmp_path):
     cfg = tmp_path / "ca.yaml"
     cfg.write_text("rate_limit:\n  per_second: 1\n  burst: 2\n")

@@ -14,7 +14,7 @@ import jsonpatch
 import pytest
 
 from cahelp import CADir
-from conftest import binary
+from conftest import SLOW, binary, daemon_argv
 
 
 def pod(name="web-1", labels=None, annotations=None, containers=None, init=None, volumes=None,
@@ -65,13 +65,13 @@ class Webhook:
         self.cfg.write_text(f"mesh:\n  trust_bundle_file: {cadir.root}\n" + config_text)
         self.audit_path = cadir.path / f"webhook-audit-{time.monotonic_ns()}.log"
         self.log_path = cadir.path / f"webhook-{time.monotonic_ns()}.log"
-        self.proc = subprocess.Popen(
+        self.proc = subprocess.Popen(daemon_argv(
             [binary("meshlet-webhook"), "serve", "--config", str(self.cfg), "--listen",
              "127.0.0.1:0", "--tls-cert", str(cadir.path / "serving.crt"), "--tls-key",
-             str(cadir.path / "serving.key")],
+             str(cadir.path / "serving.key")], "meshlet-webhook"),
             stdout=open(self.audit_path, "w"), stderr=open(self.log_path, "w"))
         self.port = None
-        deadline = time.time() + 10
+        deadline = time.time() + 10 * SLOW
         while self.port is None and time.time() < deadline:
             assert self.proc.poll() is None, self.log_path.read_text()
             for line in self.log_path.read_text().splitlines():
@@ -83,7 +83,8 @@ class Webhook:
     def post(self, body, path="/inject?timeout=10s", content_type="application/json",
              method="POST"):
         ctx = ssl.create_default_context(cafile=str(self.dir.root))
-        conn = http.client.HTTPSConnection("localhost", self.port, context=ctx, timeout=10)
+        conn = http.client.HTTPSConnection("localhost", self.port, context=ctx,
+                                           timeout=10 * SLOW)
         try:
             data = body if isinstance(body, (bytes, str)) else json.dumps(body)
             conn.request(method, path, body=data, headers={"Content-Type": content_type})
@@ -106,7 +107,7 @@ class Webhook:
 
     def stop(self):
         self.proc.terminate()
-        assert self.proc.wait(timeout=10) == 0
+        assert self.proc.wait(timeout=10 * SLOW) == 0
 
 
 @pytest.fixture(scope="module")
