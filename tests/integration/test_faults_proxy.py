@@ -302,13 +302,13 @@ def test_ca_down_proxies_keep_serving_retry_with_backoff_and_recover(ca, backend
 
 # ---- 2. the application down or resetting ----
 
-class ResetBackend:
-    """Accepts, reads what comes (up to a second), then closes with SO_LINGER 0: a RST."""
+class TCPBackend:
+    """A listening socket that hands each connection to handle(), one thread each."""
 
-    def __init__(self):
+    def __init__(self, backlog=1024):
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
+        self.sock.listen(backlog)
         self.port = self.sock.getsockname()[1]
         self.accepted = 0
         threading.Thread(target=self.loop, daemon=True).start()
@@ -320,16 +320,26 @@ class ResetBackend:
             except OSError:
                 return
             self.accepted += 1
-            conn.settimeout(1)
-            try:
-                conn.recv(4096)
-            except OSError:
-                pass
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            conn.close()
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+
+    def handle(self, conn):
+        raise NotImplementedError
 
     def stop(self):
         self.sock.close()
+
+
+class ResetBackend(TCPBackend):
+    """Reads what comes (up to a second), then closes with SO_LINGER 0: a RST."""
+
+    def handle(self, conn):
+        conn.settimeout(1)
+        try:
+            conn.recv(4096)
+        except OSError:
+            pass
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
 
 
 def closed_cleanly(port):
@@ -537,26 +547,10 @@ def test_slow_tls_clients_time_out_while_others_are_served(ca, backend, procs, t
 
 # ---- 4. file descriptors exhausted ----
 
-class EchoBackend:
-    """Echoes every byte back, one thread per connection."""
+class EchoBackend(TCPBackend):
+    """Echoes every byte back."""
 
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(1024)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self.loop, daemon=True).start()
-
-    def loop(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.one, args=(conn,), daemon=True).start()
-
-    @staticmethod
-    def one(conn):
+    def handle(self, conn):
         with conn:
             try:
                 while True:
@@ -566,9 +560,6 @@ class EchoBackend:
                     conn.sendall(data)
             except OSError:
                 return
-
-    def stop(self):
-        self.sock.close()
 
 
 def echo(sock, msg, timeout=5):
