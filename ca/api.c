@@ -9,6 +9,7 @@
 
 #include <openssl/x509.h>
 
+#include "meshlet/jwrite.h"
 #include "meshlet/log.h"
 #include "meshlet/metrics.h"
 #include "meshlet/time.h"
@@ -93,34 +94,48 @@ void api_set_jwks(struct api *a, struct jwks *jwks)
 	jwks_free(old);
 }
 
-/* One audit record per request to /v1/certify, written before the answer goes out. */
+/* ,"key":"text", for an audit line. */
+static void api_audit_str(struct jwrite *w, const char *key, const char *text)
+{
+	jwrite_raw(w, ",", 1);
+	jwrite_str(w, key);
+	jwrite_raw(w, ":", 1);
+	jwrite_str(w, text);
+}
+
+/* One audit record per request to /v1/certify, written (as text) before the answer goes out. */
 static void api_audit(struct api *a, const struct httpd_request *req,
                       const struct certify_result *r)
 {
-	json_t *rec = json_pack("{s:s, s:s, s:i}", "event", "certify", "outcome",
-	                        api_outcomes[api_outcome_of(r->status)], "status", r->status);
+	struct jwrite w;
+	char *text;
+	size_t len = 0;
 
-	if (rec == NULL)
-		return;
-	json_object_set_new(rec, "client", audit_string(req->client));
+	jwrite_init(&w, 512);
+	jwrite_lit(&w, "\"event\":\"certify\",\"outcome\":");
+	jwrite_str(&w, api_outcomes[api_outcome_of(r->status)]);
+	jwrite_lit(&w, ",\"status\":");
+	jwrite_int(&w, r->status);
+	api_audit_str(&w, "client", req->client);
 	if (r->spiffe_id[0] != '\0')
-		json_object_set_new(rec, "spiffe_id", json_string(r->spiffe_id));
+		api_audit_str(&w, "spiffe_id", r->spiffe_id);
 	if (r->pod_name[0] != '\0')
-		json_object_set_new(rec, "pod_name", audit_string(r->pod_name));
+		api_audit_str(&w, "pod_name", r->pod_name);
 	if (r->pod_uid[0] != '\0')
-		json_object_set_new(rec, "pod_uid", audit_string(r->pod_uid));
+		api_audit_str(&w, "pod_uid", r->pod_uid);
 	if (r->key_type[0] != '\0')
-		json_object_set_new(rec, "key_type", json_string(r->key_type));
+		api_audit_str(&w, "key_type", r->key_type);
 	if (r->status == 200) {
-		json_object_set_new(rec, "serial", json_string(r->serial));
-		json_object_set_new(rec, "not_after", json_string(r->not_after));
+		api_audit_str(&w, "serial", r->serial);
+		api_audit_str(&w, "not_after", r->not_after);
 	} else {
-		json_object_set_new(rec, "reason", json_string(r->code));
-		json_object_set_new(rec, "message", audit_string(r->message));
+		api_audit_str(&w, "reason", r->code);
+		api_audit_str(&w, "message", r->message);
 	}
-	if (audit_write(a->audit, rec) < 0)
+	text = jwrite_take(&w, &len);
+	if (text == NULL || audit_write(a->audit, text, len) < 0)
 		log_error("audit record not written", LOG_STR("spiffe_id", r->spiffe_id));
-	json_decref(rec);
+	free(text);
 }
 
 static void api_certify(struct api *a, const struct httpd_request *req, struct httpd_response *res)

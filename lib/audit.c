@@ -57,44 +57,55 @@ static int audit_put(int fd, const char *buf, size_t len)
 	return 0;
 }
 
-int audit_write(struct audit *a, json_t *record)
+int audit_write(struct audit *a, const char *members, size_t len)
 {
-	json_t *line = json_object();
+	char stack[2048], *line = stack, ts[TIME_RFC3339_MAX];
 	struct timespec now;
-	char ts[TIME_RFC3339_MAX];
-	char *text = NULL;
-	size_t len;
-	int rc = 0, rc2;
+	size_t n, at;
+	int tn, rc = 0, rc2;
 
 	clock_gettime(CLOCK_REALTIME, &now);
-	if (line == NULL || time_format_rfc3339(&now, true, ts, sizeof(ts)) < 0 ||
-	    json_object_set_new(line, "ts", json_string(ts)) < 0 ||
-	    json_object_update(line, record) < 0 ||
-	    (text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER)) == NULL) {
-		json_decref(line);
-		return -ENOMEM;
+	tn = time_format_rfc3339(&now, true, ts, sizeof(ts));
+	if (tn < 0)
+		return -EINVAL;
+	/* {"ts":"...",<members>}\n */
+	n = 8 + (size_t)tn + 2 + len + 2;
+	if (n > sizeof(stack)) {
+		line = malloc(n);
+		if (line == NULL)
+			return -ENOMEM;
 	}
-	json_decref(line);
-	len = strlen(text);
-	text[len] = '\n'; /* json_dumps's NUL becomes the line end */
+	memcpy(line, "{\"ts\":\"", 7);
+	at = 7;
+	memcpy(line + at, ts, (size_t)tn);
+	at += (size_t)tn;
+	line[at++] = '"';
+	if (len > 0) {
+		line[at++] = ',';
+		memcpy(line + at, members, len);
+		at += len;
+	}
+	line[at++] = '}';
+	line[at++] = '\n';
 	/*
 	 * A line written by one write() never mixes with another thread's: appends to a
 	 * regular file are atomic, and so are pipe writes up to PIPE_BUF. So lines that fit
 	 * share the lock (threads do not queue on each other for every request), and only
 	 * longer ones, which a pipe may split, take it alone.
 	 */
-	if (len + 1 > AUDIT_ATOMIC_MAX)
+	if (at > AUDIT_ATOMIC_MAX)
 		pthread_rwlock_wrlock(&a->lock);
 	else
 		pthread_rwlock_rdlock(&a->lock);
-	rc = audit_put(STDOUT_FILENO, text, len + 1);
+	rc = audit_put(STDOUT_FILENO, line, at);
 	if (a->fd >= 0) {
-		rc2 = audit_put(a->fd, text, len + 1);
+		rc2 = audit_put(a->fd, line, at);
 		if (rc2 < 0)
 			rc = rc2;
 	}
 	pthread_rwlock_unlock(&a->lock);
-	free(text);
+	if (line != stack)
+		free(line);
 	return rc;
 }
 
@@ -106,25 +117,4 @@ void audit_close(struct audit *a)
 		close(a->fd);
 	pthread_rwlock_destroy(&a->lock);
 	free(a);
-}
-
-json_t *audit_string(const char *text)
-{
-	json_t *s;
-	char *copy;
-
-	if (text == NULL)
-		return json_null();
-	s = json_string(text);
-	if (s != NULL)
-		return s;
-	copy = strdup(text);
-	if (copy == NULL)
-		return NULL;
-	for (char *p = copy; *p != '\0'; p++)
-		if ((unsigned char)*p >= 0x80)
-			*p = '?';
-	s = json_string(copy);
-	free(copy);
-	return s;
 }

@@ -10,7 +10,7 @@
 #include "meshlet/log.h"
 
 #include "inject.h"
-#include "jwrite.h"
+#include "meshlet/jwrite.h"
 #include "patch.h"
 
 /* The rest of the contract with meshlet-proxy: where it finds what the pod gives it. */

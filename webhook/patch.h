@@ -10,7 +10,7 @@
 
 #include "meshlet/err.h"
 
-#include "jwrite.h"
+#include "meshlet/jwrite.h"
 
 /*
  * The builder's rules, which the API server holds us to:

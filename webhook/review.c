@@ -10,7 +10,7 @@
 #include "meshlet/jparse.h"
 
 #include "jarena.h"
-#include "jwrite.h"
+#include "meshlet/jwrite.h"
 #include "review.h"
 
 #define REVIEW_API_VERSION "admission.k8s.io/v1"

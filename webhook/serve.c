@@ -10,6 +10,7 @@
 #include "meshlet/cli.h"
 #include "meshlet/file.h"
 #include "meshlet/httpd.h"
+#include "meshlet/jwrite.h"
 #include "meshlet/log.h"
 #include "meshlet/metrics.h"
 
@@ -59,28 +60,49 @@ static size_t serve_decision_index(const char *decision)
 	return 3;
 }
 
-/* One audit line per review, written before the answer goes out. */
+/* ,"key":"text" (text NULL: null), for an audit line. */
+static void serve_audit_str(struct jwrite *w, const char *key, const char *text)
+{
+	jwrite_raw(w, ",", 1);
+	jwrite_str(w, key);
+	jwrite_raw(w, ":", 1);
+	if (text != NULL)
+		jwrite_str(w, text);
+	else
+		jwrite_lit(w, "null");
+}
+
+/*
+ * One audit line per review, written before the answer goes out: as text, since building
+ * and dumping a JSON tree for it cost a tenth of a review.
+ */
 static void serve_audit(struct serve *s, const struct httpd_request *req,
                         const struct review_result *r, uint64_t latency_us)
 {
-	json_t *rec = json_pack("{s:s, s:s}", "event", "admission", "decision", r->decision);
+	struct jwrite w;
+	char *text;
+	size_t len = 0;
 
-	if (rec == NULL)
-		return;
-	json_object_set_new(rec, "uid", audit_string(r->uid));
-	json_object_set_new(rec, "namespace", audit_string(r->namespace_));
-	json_object_set_new(rec, "name", audit_string(r->name));
-	json_object_set_new(rec, "kind", audit_string(r->kind));
-	json_object_set_new(rec, "operation", audit_string(r->operation));
-	json_object_set_new(rec, "user", audit_string(r->user));
-	json_object_set_new(rec, "reason", json_string(r->reason));
-	json_object_set_new(rec, "message", audit_string(r->message));
-	json_object_set_new(rec, "patch_ops", json_integer((json_int_t)r->patch_ops));
-	json_object_set_new(rec, "latency_us", json_integer((json_int_t)latency_us));
-	json_object_set_new(rec, "client", audit_string(req->client));
-	if (audit_write(s->audit, rec) < 0)
+	jwrite_init(&w, 1024);
+	jwrite_lit(&w, "\"event\":\"admission\"");
+	serve_audit_str(&w, "decision", r->decision);
+	serve_audit_str(&w, "uid", r->uid);
+	serve_audit_str(&w, "namespace", r->namespace_);
+	serve_audit_str(&w, "name", r->name);
+	serve_audit_str(&w, "kind", r->kind);
+	serve_audit_str(&w, "operation", r->operation);
+	serve_audit_str(&w, "user", r->user);
+	serve_audit_str(&w, "reason", r->reason);
+	serve_audit_str(&w, "message", r->message);
+	jwrite_lit(&w, ",\"patch_ops\":");
+	jwrite_int(&w, (long long)r->patch_ops);
+	jwrite_lit(&w, ",\"latency_us\":");
+	jwrite_int(&w, (long long)latency_us);
+	serve_audit_str(&w, "client", req->client);
+	text = jwrite_take(&w, &len);
+	if (text == NULL || audit_write(s->audit, text, len) < 0)
 		log_error("audit record not written", LOG_STR("uid", r->uid));
-	json_decref(rec);
+	free(text);
 }
 
 static void serve_inject(struct serve *s, const struct httpd_request *req,

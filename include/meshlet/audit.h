@@ -3,7 +3,7 @@
 #ifndef MESHLET_AUDIT_H
 #define MESHLET_AUDIT_H
 
-#include <jansson.h>
+#include <stddef.h>
 
 #include "meshlet/err.h"
 
@@ -17,22 +17,17 @@ struct audit;
 struct audit *audit_open(const char *path, struct err *e);
 
 /*
- * audit_write - write record (borrowed) as one line, with "ts" (RFC 3339 UTC with
- * milliseconds) put first. Each line reaches the kernel with one write(2) per sink
- * before this returns, so that a crash right after an answer never loses its record.
- * Safe from many threads. Returns 0, or -errno when a sink failed (the other still got
- * the line).
+ * audit_write - write one record as one line: {"ts": RFC 3339 UTC with milliseconds,
+ * then the record's members}. members holds len bytes of the members as JSON text without
+ * the braces ("\"event\":\"x\",\"n\":1"; len 0 for none), as a JSON writer made them
+ * (jwrite, which also replaces bytes that are not UTF-8). Each line reaches the kernel with
+ * one write(2) per sink before this returns, so that a crash right after an answer never
+ * loses its record. Safe from many threads. Returns 0, or -errno when a sink failed (the
+ * other still got the line).
  */
-int audit_write(struct audit *a, json_t *record);
+int audit_write(struct audit *a, const char *members, size_t len);
 
 /* audit_close - close the file and free a; a may be NULL. */
 void audit_close(struct audit *a);
-
-/*
- * audit_string - a JSON string of text that came from outside (a header, a name in a
- * token): bytes that are not valid UTF-8 become '?', so the field is never lost.
- * NULL text gives JSON null. Returns a new reference.
- */
-json_t *audit_string(const char *text);
 
 #endif

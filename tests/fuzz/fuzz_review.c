@@ -7,14 +7,13 @@
 
 /*
  * The fuzz rule of the Makefile compiles only the harness and lib/ (which has the JSON
- * reader, jparse), so the webhook's sources come in as source: the review, its JSON writer
- * and arena, the injector, its patch builder and its settings table.
+ * reader and writer, jparse and jwrite), so the webhook's sources come in as source: the
+ * review, its arena, the injector, its patch builder and its settings table.
  */
 #include "../../webhook/settings.c"
 #include "../../webhook/patch.c"
 #include "../../webhook/inject.c"
 #include "../../webhook/jarena.c"
-#include "../../webhook/jwrite.c"
 #include "../../webhook/review.c"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Tests for webhook/jwrite.c and webhook/jarena.c: the text they write, the memory they use. */
+/* Tests for lib/jwrite.c and webhook/jarena.c: the text they write, the memory they use. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,7 +12,7 @@
 
 #include "meshlet/base64.h"
 #include "webhook/jarena.h"
-#include "webhook/jwrite.h"
+#include "meshlet/jwrite.h"
 
 /* The text w holds, which the caller frees. */
 static char *take(struct jwrite *w)

@@ -9,7 +9,7 @@
 
 #include "meshlet/jparse.h"
 
-#include "jwrite.h"
+#include "meshlet/jwrite.h"
 
 #define JWRITE_DEFAULT_CAP 4096
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* A growing buffer of JSON text: the answers, patches and audit lines of the hot path. */
-#ifndef MESHLET_WEBHOOK_JWRITE_H
-#define MESHLET_WEBHOOK_JWRITE_H
+#ifndef MESHLET_JWRITE_H
+#define MESHLET_JWRITE_H
 
 #include <stdbool.h>
 #include <stddef.h>
