@@ -15,5 +15,5 @@ set xtics ("0%%" 1, "50%%" 2, "90%%" 10, "99%%" 100, "99.9%%" 1000, "99.99%%" 10
 set format y "%g"
 set ylabel "latency, ms (log scale)"
 set grid xtics ytics mytics lw 0.5
-set key below box maxrows 2
+set key below box maxrows 2 reverse Left
 plot for [i=2:ARG4] ARG1 using (1 / (1 - $1 / 100)):i with linespoints lw 2 pt 7 ps 0.6 title columnheader(i)
