@@ -88,62 +88,8 @@ BODY_BYTES=100
 CLK_TCK=$(getconf CLK_TCK)
 warmup=1
 work=$(mktemp -d /tmp/meshlet-bench-proxy.XXXXXX)
-pids=() # every process this script started, oldest first
+. bench/lib.sh
 
-log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
-
-# Processes: started in the background, remembered, stopped by PID (with descendants).
-alive() { # PID: exists and is not a zombie
-	local s
-	{ read -r s <"/proc/$1/stat"; } 2>/dev/null || return 1
-	s=${s##*) }
-	[ "${s%% *}" != Z ]
-}
-tree() { # PID -> the PID and its live descendants
-	local list=" $1 " more=1 f s p pp
-	while ((more)); do
-		more=0
-		for f in /proc/[0-9]*/stat; do
-			{ read -r s <"$f"; } 2>/dev/null || continue
-			p=${s%% *} s=${s##*) } s=${s#* } pp=${s%% *}
-			if [[ $list == *" $pp "* && $list != *" $p "* ]]; then list+="$p " more=1; fi
-		done
-	done
-	echo $list # one line, unquoted on purpose
-}
-stop() { # PID: SIGTERM, then SIGKILL (it and its descendants) after 5 s
-	local pid=$1 kids p i any
-	[ -n "$pid" ] || return 0
-	if alive "$pid"; then
-		kids=$(tree "$pid")
-		kill -TERM "$pid" 2>/dev/null || true
-		for ((i = 0; i < 50; i++)); do
-			any=0
-			for p in $kids; do alive "$p" && any=1; done
-			((any)) || break
-			sleep 0.1
-		done
-		for p in $kids; do alive "$p" && kill -KILL "$p" 2>/dev/null; done
-	fi
-	for i in "${!pids[@]}"; do [ "${pids[$i]}" != "$pid" ] || unset "pids[$i]"; done
-}
-cleanup() {
-	local i
-	trap - EXIT INT TERM
-	for i in $(printf '%s\n' "${!pids[@]}" | sort -rn); do [ -z "${pids[$i]:-}" ] || stop "${pids[$i]}"; done
-	if [ "${KEEP_TMP:-0}" = 1 ]; then log "kept $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-trap 'log interrupted; exit 130' INT TERM
-SPAWNED=
-spawn() { # LOG CMD...: runs CMD in the background; its PID in SPAWNED
-	local out=$1
-	shift
-	"$@" >"$out" 2>&1 </dev/null &
-	SPAWNED=$!
-	disown "$SPAWNED" # no job notices (stunnel may crash when stopped with 1,000 connections)
-	pids+=("$SPAWNED")
-}
 listening() { [ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]; }
 wait_listen() { # PORT PID: up to 10 s
 	local i
@@ -381,30 +327,7 @@ start_pair() { # CAND UPSTREAM_PORT TAG OFFSET(0: the HTTP pair, 4: the bulk pai
 stop_pair() { stop "$PAIR_C"; stop "$PAIR_S"; PAIR_C='' PAIR_S=''; }
 
 # Backends: nginx with a fixed 100-byte answer; iperf3 -s -1 is started for each bulk test.
-mkdir -p "$work/backend/tmp"
-body=$(head -c "$BODY_BYTES" /dev/zero | tr '\0' x)
-cat >"$work/backend/nginx.conf" <<EOF
-daemon off;
-master_process on;
-worker_processes 1;
-pid $work/backend/nginx.pid;
-error_log $work/backend/error.log warn;
-events { worker_connections 10240; }
-http {
-    access_log off;
-    client_body_temp_path $work/backend/tmp/body;
-    proxy_temp_path $work/backend/tmp/proxy;
-    fastcgi_temp_path $work/backend/tmp/fastcgi;
-    uwsgi_temp_path $work/backend/tmp/uwsgi;
-    scgi_temp_path $work/backend/tmp/scgi;
-    keepalive_requests 10000000;
-    keepalive_timeout 300s;
-    server {
-        listen $BIND:$BACKEND_PORT backlog=4096;
-        location / { default_type text/plain; return 200 "$body"; }
-    }
-}
-EOF
+nginx_backend "$work/backend" "$BIND" "$BACKEND_PORT" "$BODY_BYTES"
 spawn "$work/backend/nginx.log" "$NGINX" -p "$work/backend/" -e "$work/backend/error.log" -c "$work/backend/nginx.conf"
 wait_listen "$BACKEND_PORT" "$SPAWNED" || { cat "$work/backend/"*.log >&2; exit 1; }
 

@@ -62,43 +62,8 @@ ISSUER=https://kubernetes.default.svc.cluster.local
 BODY_BYTES=100
 CLK_TCK=$(getconf CLK_TCK)
 work=$(mktemp -d /tmp/meshlet-bench-soak.XXXXXX)
-pids=() # every process this script started
+. bench/lib.sh
 
-log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
-alive() { # PID: exists and is not a zombie
-	local s
-	{ read -r s <"/proc/$1/stat"; } 2>/dev/null || return 1
-	s=${s##*) }
-	[ "${s%% *}" != Z ]
-}
-stop() { # PID: SIGTERM, then SIGKILL after 5 s
-	local i
-	[ -n "$1" ] && alive "$1" || return 0
-	kill -TERM "$1" 2>/dev/null || true
-	for ((i = 0; i < 50; i++)); do
-		alive "$1" || return 0
-		sleep 0.1
-	done
-	kill -KILL "$1" 2>/dev/null || true
-}
-cleanup() {
-	local i
-	trap - EXIT INT TERM
-	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do stop "${pids[$i]}"; done
-	if [ "${KEEP_TMP:-0}" = 1 ]; then log "kept $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-trap 'log interrupted; exit 130' INT TERM
-SPAWNED=
-spawn() { # LOG CMD...: runs CMD in the background; its PID in SPAWNED
-	local out=$1
-	shift
-	"$@" >"$out" 2>&1 </dev/null &
-	SPAWNED=$!
-	disown "$SPAWNED"
-	pids+=("$SPAWNED")
-}
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_for() { # SECONDS PID CMD...: until CMD succeeds, while PID lives
 	local i secs=$1 pid=$2
 	shift 2
@@ -151,30 +116,7 @@ done
 
 # The backend: nginx with a fixed 100-byte answer, as bench/proxy.sh uses.
 backend_port=$(free_port)
-mkdir -p "$work/backend/tmp"
-body=$(head -c "$BODY_BYTES" /dev/zero | tr '\0' x)
-cat >"$work/backend/nginx.conf" <<EOF
-daemon off;
-master_process on;
-worker_processes 1;
-pid $work/backend/nginx.pid;
-error_log $work/backend/error.log warn;
-events { worker_connections 10240; }
-http {
-    access_log off;
-    client_body_temp_path $work/backend/tmp/body;
-    proxy_temp_path $work/backend/tmp/proxy;
-    fastcgi_temp_path $work/backend/tmp/fastcgi;
-    uwsgi_temp_path $work/backend/tmp/uwsgi;
-    scgi_temp_path $work/backend/tmp/scgi;
-    keepalive_requests 10000000;
-    keepalive_timeout 300s;
-    server {
-        listen $BIND:$backend_port backlog=4096;
-        location / { default_type text/plain; return 200 "$body"; }
-    }
-}
-EOF
+nginx_backend "$work/backend" "$BIND" "$backend_port" "$BODY_BYTES"
 spawn "$work/backend/nginx.log" "$NGINX" -p "$work/backend/" -e "$work/backend/error.log" -c "$work/backend/nginx.conf"
 nginx_pid=$SPAWNED
 wait_for 10 "$nginx_pid" curl -sf "http://$BIND:$backend_port/" || { cat "$work/backend/"*.log >&2; exit 1; }
