@@ -425,6 +425,12 @@ static int check_key(struct csr *c, struct csr_info *info, struct err *e)
 	const char *type;
 	char shown[72];
 
+	/* A key is whole bytes: a BIT STRING with unused bits is no key encoding we issue for. */
+	if ((spki->public_key->flags & ASN1_STRING_FLAG_BITS_LEFT) &&
+	    (spki->public_key->flags & 0x07) != 0)
+		return err_set(e, ERR_CSR_KEY,
+		               "certificate signing request's public key is a BIT STRING with "
+		               "unused bits; keys are whole bytes");
 	switch (OBJ_obj2nid(spki->algor->algorithm)) {
 	case NID_X9_62_id_ecPublicKey:
 		return check_ec_key(c, spki->algor, spki->public_key, info, e);

@@ -33,6 +33,8 @@
 #define HTTPD_MAX_DRAINING  8
 /* An oversize body is read and dropped up to this much, so its client sees the 413. */
 #define HTTPD_DISCARD_MAX (8 * 1024 * 1024)
+/* Between requests, the deadline trails libmicrohttpd's idle timeout by this much. */
+#define HTTPD_KEEPALIVE_GRACE_MS 2000
 /* Connections cut for being late are logged one by one up to this many a second. */
 #define HTTPD_CUT_LOG_MAX 32
 
@@ -201,21 +203,25 @@ static void httpd_client(struct MHD_Connection *conn, char *buf, size_t size)
 		snprintf(buf, size, "%.46s:%.7s", host, serv);
 }
 
-/* The deadline of a request starting now; 0 (none) when the timeout is 0, as for libmicrohttpd. */
-static int64_t httpd_deadline(const struct httpd *h)
+/*
+ * The deadline of a request starting now, extra ms later; 0 (none) when the timeout is 0,
+ * as for libmicrohttpd.
+ */
+static int64_t httpd_deadline(const struct httpd *h, int64_t extra)
 {
-	return h->o.timeout > 0 ? time_mono_ms() + (int64_t)h->o.timeout * 1000 : 0;
+	return h->o.timeout > 0 ? time_mono_ms() + (int64_t)h->o.timeout * 1000 + extra : 0;
 }
 
-/* Sets the deadline of the request that conn is receiving, or clears it. */
-static void httpd_conn_deadline(const struct httpd *h, struct MHD_Connection *conn, bool armed)
+/* Sets the deadline of the request that conn is receiving (extra ms late), or clears it. */
+static void httpd_conn_deadline(const struct httpd *h, struct MHD_Connection *conn, bool armed,
+                                int64_t extra)
 {
 	const union MHD_ConnectionInfo *ci =
 	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 	struct httpd_conn *c = ci != NULL ? ci->socket_context : NULL;
 
 	if (c != NULL)
-		atomic_store(&c->deadline, armed ? httpd_deadline(h) : 0);
+		atomic_store(&c->deadline, armed ? httpd_deadline(h, extra) : 0);
 }
 
 /* Keeps the list of open connections: each starts with the deadline of its first request. */
@@ -232,7 +238,7 @@ static void httpd_notify(void *cls, struct MHD_Connection *conn, void **socket_c
 		if (ci == NULL || (c = calloc(1, sizeof(*c))) == NULL)
 			return;
 		c->fd = ci->connect_fd;
-		atomic_store(&c->deadline, httpd_deadline(h));
+		atomic_store(&c->deadline, httpd_deadline(h, 0));
 		httpd_client(conn, c->client, sizeof(c->client));
 		pthread_mutex_lock(&h->conns_lock);
 		c->next = h->conns;
@@ -418,7 +424,7 @@ static enum MHD_Result httpd_access(void *cls, struct MHD_Connection *conn, cons
 		return MHD_YES;
 	call->answered = true;
 	/* The whole request is in: the time to answer it is not the client's to count. */
-	httpd_conn_deadline(h, conn, false);
+	httpd_conn_deadline(h, conn, false, 0);
 	return httpd_respond(h, conn, method, url, call);
 }
 
@@ -429,8 +435,12 @@ static void httpd_completed(void *cls, struct MHD_Connection *conn, void **con_c
 	int off = 0;
 
 	(void)toe;
-	/* A kept-alive connection has as long again for its next request. */
-	httpd_conn_deadline(cls, conn, true);
+	/*
+	 * A kept-alive connection has as long again for its next request. libmicrohttpd's idle
+	 * timeout, as long, closes one that stays silent; the deadline comes a little later, so
+	 * that it (and its warning) is only for clients that trickle bytes to stay open.
+	 */
+	httpd_conn_deadline(cls, conn, true, HTTPD_KEEPALIVE_GRACE_MS);
 	if (call != NULL) {
 		if (call->corked >= 0)
 			(void)setsockopt(call->corked, IPPROTO_TCP, TCP_CORK, &off, sizeof(off));

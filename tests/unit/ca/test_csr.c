@@ -226,6 +226,30 @@ static void test_point_at_infinity(void **state)
 	X509_REQ_free(req);
 }
 
+/* A key BIT STRING with unused bits: no key we issue for, refused as the key (400). */
+static void test_key_with_unused_bits(void **state)
+{
+	X509_REQ *req = make_req(fx.p256, NULL, EVP_sha256());
+	unsigned char *der = NULL, *p;
+	struct err e = { 0 };
+	struct csr *c;
+	int len;
+
+	(void)state;
+	len = i2d_X509_REQ(req, &der);
+	assert_true(len > 0);
+	/* The uncompressed P-256 point: BIT STRING, 66 bytes, 0 unused bits, 0x04. */
+	p = memmem(der, (size_t)len, "\x03\x42\x00\x04", 4);
+	assert_non_null(p);
+	p[2] = 0x01;
+	c = parse_der(der, (size_t)len);
+	assert_int_equal(csr_check(c, &fx.web, NULL, &e), ERR_CSR_KEY);
+	assert_contains(e.msg, "unused bits");
+	csr_free(c);
+	OPENSSL_free(der);
+	X509_REQ_free(req);
+}
+
 /* Signatures */
 
 static void test_bad_signature(void **state)
@@ -563,6 +587,7 @@ int main(void)
 		cmocka_unit_test(test_allowed_keys),
 		cmocka_unit_test(test_refused_keys),
 		cmocka_unit_test(test_point_at_infinity),
+		cmocka_unit_test(test_key_with_unused_bits),
 		cmocka_unit_test(test_bad_signature),
 		cmocka_unit_test(test_signed_with_another_key),
 		cmocka_unit_test(test_weak_digest),
