@@ -146,6 +146,19 @@ def get(port, path, timeout=10):
     return True
 
 
+def serve_meanwhile(port, threads):
+    """Requests through port, each of which must succeed, until the threads (the slow
+    clients) are done; returns how many were served."""
+    served = 0
+    while any(t.is_alive() for t in threads):
+        assert get(port, f"/meanwhile{served}")
+        served += 1
+        time.sleep(0.05)
+    for t in threads:
+        t.join()
+    return served
+
+
 class Load:
     """A thread sending one request after another through port, each on a new connection
     (so each is a new TLS handshake or resumption), counting what went right and wrong."""
@@ -523,13 +536,7 @@ def test_slow_tls_clients_time_out_while_others_are_served(ca, backend, procs, t
     before = server.metric('meshlet_proxy_connection_results_total{result="timeout"}')
     slow = [SlowClient(b, None, b""), SlowClient(b, None, client_hello(ctx)),
             SlowClient(b, first_flight_then_slow, None)]
-    served = 0
-    while any(s.is_alive() for s in slow):
-        assert get(a, f"/meanwhile{served}")
-        served += 1
-        time.sleep(0.05)
-    for s in slow:
-        s.join()
+    served = serve_meanwhile(a, slow)
     took = [s.took for s in slow]
     # Closed, not before the deadline (less a little for the clocks) and well before the
     # trickle would have ended (a ClientHello is hundreds of bytes: minutes), and before
@@ -799,13 +806,7 @@ def test_slow_request_heads_get_408_while_others_are_served(ca, procs):
                    threading.Thread(target=keep_alive, daemon=True)]
         for t in threads:
             t.start()
-        served = 0
-        while any(t.is_alive() for t in threads):
-            assert get(a, f"/meanwhile{served}")
-            served += 1
-            time.sleep(0.05)
-        for t in threads:
-            t.join()
+        served = serve_meanwhile(a, threads)
         data, took = results["trickle"]
         assert data.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), data
         assert b"\r\nconnection: close\r\n" in data, data
