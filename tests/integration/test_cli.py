@@ -2,6 +2,8 @@
 """Every binary's common command line: --help, --version, --check-config, --config-reference."""
 import re
 
+import pytest
+
 from conftest import ROOT, binary, run
 
 VERSION = (ROOT / "VERSION").read_text().strip()
@@ -78,6 +80,22 @@ def test_check_config_reports_every_error_with_file_and_line(tmp_path):
         f"{cfg}:6: cert.max_ttl: 9000h is out of range (10s to 168h)",
         "meshlet-ca: 3 configuration errors",
     ]
+
+
+@pytest.mark.parametrize("prog,yaml,line", [
+    ("meshlet-ca", "timeouts:\n  request: 10m\n",
+     "2: timeouts.request: 10m is out of range (1s to 5m)"),
+    ("meshlet-webhook", "timeouts:\n  request: 0s\n",
+     "2: timeouts.request: 0s is out of range (1s to 5m)"),
+    ("meshlet-proxy", "timeouts:\n  request_head: 10m\n",
+     "2: timeouts.request_head: 10m is out of range (1s to 5m)"),
+])
+def test_check_config_request_deadlines_out_of_range(tmp_path, prog, yaml, line):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml)
+    r = run([binary(prog), "--check-config", str(cfg)])
+    assert r.returncode == 1
+    assert f"{cfg}:{line}" in r.stderr.splitlines(), r.stderr
 
 
 def test_check_config_wrong_scalar_types(tmp_path):
