@@ -54,20 +54,18 @@ struct signer {
 	struct der aki_ext;     /* the authorityKeyIdentifier Extension, of key_id */
 };
 
-/* What build_cert makes; CA certificates and leaves differ only in these. */
+/* The CA certificate build_cert makes (leaves are written by der_leaf). */
 struct cert_spec {
 	EVP_PKEY *pubkey;
 	const X509_NAME *subject;
 	const X509_NAME *issuer;                /* NULL: self-signed */
 	const ASN1_OCTET_STRING *issuer_key_id; /* for the AKI; ignored when self-signed */
 	int64_t not_before, not_after;
-	bool ca;
 	long pathlen;       /* -1: no path length constraint */
 	unsigned key_usage; /* KU() bits */
 	GENERAL_NAMES *san;
 	EVP_PKEY *sign_key;
 	const EVP_MD *md;
-	const EVP_MD_CTX *sign_ctx; /* when set, copied to sign with instead of sign_key */
 };
 
 int sign_key_type_parse(const char *s, enum sign_key_type *out)
@@ -204,7 +202,7 @@ static bool add_extensions(X509 *x, const struct cert_spec *c)
 
 	if (bc == NULL || ku == NULL)
 		goto out;
-	bc->ca = c->ca ? 0xff : 0;
+	bc->ca = 0xff;
 	if (c->pathlen >= 0 && ((bc->pathlen = ASN1_INTEGER_new()) == NULL ||
 	                        !ASN1_INTEGER_set(bc->pathlen, c->pathlen)))
 		goto out;
@@ -238,23 +236,6 @@ out:
 	return ok;
 }
 
-/*
- * Signs x as c says. A copy of a prepared context skips what setting one up costs in
- * OpenSSL 3.0 for every leaf: fetching the digest and signature algorithms again.
- */
-static bool sign_cert(X509 *x, const struct cert_spec *c)
-{
-	EVP_MD_CTX *ctx;
-	bool ok;
-
-	if (c->sign_ctx == NULL)
-		return X509_sign(x, c->sign_key, c->md) > 0;
-	ctx = EVP_MD_CTX_new();
-	ok = ctx != NULL && EVP_MD_CTX_copy_ex(ctx, c->sign_ctx) == 1 && X509_sign_ctx(x, ctx) > 0;
-	EVP_MD_CTX_free(ctx);
-	return ok;
-}
-
 /* Builds and signs the CA certificate c describes; NULL when OpenSSL fails (out of memory). */
 static X509 *build_cert(const struct cert_spec *c)
 {
@@ -265,7 +246,7 @@ static X509 *build_cert(const struct cert_spec *c)
 	    !X509_set_issuer_name(x, c->issuer != NULL ? c->issuer : c->subject) ||
 	    !set_time(X509_getm_notBefore(x), c->not_before) ||
 	    !set_time(X509_getm_notAfter(x), c->not_after) || !X509_set_pubkey(x, c->pubkey) ||
-	    !add_extensions(x, c) || !sign_cert(x, c)) {
+	    !add_extensions(x, c) || X509_sign(x, c->sign_key, c->md) <= 0) {
 		X509_free(x);
 		return NULL;
 	}
@@ -354,7 +335,6 @@ static X509 *make_ca_cert(EVP_PKEY *key, const char *td, X509 *issuer, EVP_PKEY 
 		.pubkey = key,
 		.not_before = not_before,
 		.not_after = not_after,
-		.ca = true,
 		.pathlen = issuer == NULL ? -1 : 0,
 		.key_usage = KU(KU_BIT_KEY_CERT_SIGN) | KU(KU_BIT_CRL_SIGN),
 		.sign_key = issuer_key != NULL ? issuer_key : key,
