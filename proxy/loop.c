@@ -161,17 +161,17 @@ static void loop_run_tasks(struct loop *loop)
 
 void loop_free(struct loop *loop)
 {
-	struct loop_post *p, *pn;
 	struct loop_free_buf *b, *bn;
 
 	if (loop == NULL)
 		return;
+	/*
+	 * Posted calls are control (closing a listener on drain): one posted just before the
+	 * loop stopped still owes its work, so it runs here, then the tasks it queued.
+	 */
+	loop_run_posts(loop);
 	while (loop->tasks != NULL)
 		loop_run_tasks(loop);
-	for (p = loop->posts; p != NULL; p = pn) {
-		pn = p->next;
-		free(p);
-	}
 	for (b = loop->bufs; b != NULL; b = bn) {
 		bn = b->next;
 		free(b);

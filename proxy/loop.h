@@ -65,8 +65,8 @@ struct loop_task {
 struct loop *loop_new(int *err);
 
 /*
- * loop_free - release the loop: runs the tasks still queued and the posted calls
- * never run are dropped. Watchers' fds are not closed (their owners close them); the loop
+ * loop_free - release the loop: runs the posted calls that never ran, then the tasks still
+ * queued. Watchers' fds are not closed (their owners close them); the loop
  * must not be running. NULL is allowed.
  */
 void loop_free(struct loop *loop);

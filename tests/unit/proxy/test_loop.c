@@ -439,6 +439,19 @@ static void test_threads(void **state)
 	loop_free(loop);
 }
 
+/* A call posted just before the loop stopped is not lost: loop_free runs it. */
+static void test_free_runs_late_posts(void **state)
+{
+	struct loop *loop = new_loop();
+	struct posted p = { .runs = 0 };
+
+	(void)state;
+	assert_int_equal(loop_post(loop, on_post, &p), 0);
+	assert_int_equal(loop_post(loop, on_post, &p), 0);
+	loop_free(loop);
+	assert_int_equal(p.runs, 2);
+}
+
 static void test_bufs(void **state)
 {
 	struct loop *loop = new_loop();
@@ -473,7 +486,8 @@ int main(void)
 		cmocka_unit_test(test_watch),       cmocka_unit_test(test_interest_zero),
 		cmocka_unit_test(test_stale_event), cmocka_unit_test(test_timers),
 		cmocka_unit_test(test_timer_rearm), cmocka_unit_test(test_tasks),
-		cmocka_unit_test(test_threads),     cmocka_unit_test(test_bufs),
+		cmocka_unit_test(test_threads),     cmocka_unit_test(test_free_runs_late_posts),
+		cmocka_unit_test(test_bufs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
