@@ -17,10 +17,20 @@ from cahelp import CADir, CAServer, ec_key, write_key
 from conftest import SLOW, VALGRIND, binary, daemon_argv, needs_speed, run
 
 
+_GIVEN_PORTS = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on now, never one this process handed out before: the caller
+    binds it later, so two calls in a row could otherwise give the same port (a proxy's
+    admin port and its listener collided so)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN_PORTS:
+            _GIVEN_PORTS.add(port)
+            return port
 
 
 def wait_for(check, seconds=10):
