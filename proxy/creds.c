@@ -43,7 +43,7 @@ struct ticket_key {
 struct creds_shared {
 	atomic_int refs;
 	char td[SPIFFE_TD_MAX + 1];
-	unsigned char alpn[256]; /* wire form: the length byte, then the name */
+	unsigned char alpn[256]; /* wire form: each name after its length byte */
 	unsigned alpn_len;       /* of the wire form */
 	bool alpn_required;
 	int (*client_new_session)(SSL *ssl, SSL_SESSION *sess);
@@ -269,24 +269,34 @@ static int creds_client_hello_cb(SSL *ssl, int *alert, void *arg)
 	return SSL_CLIENT_HELLO_ERROR;
 }
 
-/* Server: pick our protocol from the client's list. */
+/* Whether the ALPN list in (wire form) holds the protocol p of n bytes. */
+static bool creds_alpn_has(const unsigned char *in, unsigned int inlen, const unsigned char *p,
+                           unsigned int n)
+{
+	for (unsigned int i = 0; i < inlen;) {
+		unsigned int m = in[i];
+
+		if (m == 0 || i + 1 + m > inlen)
+			return false;
+		if (m == n && memcmp(in + i + 1, p, n) == 0)
+			return true;
+		i += 1 + m;
+	}
+	return false;
+}
+
+/* Server: the first of our protocols (our order of preference) that the client offers. */
 static int creds_alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                              const unsigned char *in, unsigned int inlen, void *arg)
 {
 	const struct creds_shared *sh = arg;
-	unsigned int i = 0;
 
-	while (i < inlen) {
-		unsigned int n = in[i];
-
-		if (n == 0 || i + 1 + n > inlen)
-			break;
-		if (n == sh->alpn[0] && memcmp(in + i + 1, sh->alpn + 1, n) == 0) {
-			*out = in + i + 1;
-			*outlen = (unsigned char)n;
+	for (unsigned int i = 0; i < sh->alpn_len; i += 1u + sh->alpn[i]) {
+		if (creds_alpn_has(in, inlen, sh->alpn + i + 1, sh->alpn[i])) {
+			*out = sh->alpn + i + 1;
+			*outlen = sh->alpn[i];
 			return SSL_TLSEXT_ERR_OK;
 		}
-		i += 1 + n;
 	}
 	if (!sh->alpn_required)
 		return SSL_TLSEXT_ERR_NOACK;
@@ -414,7 +424,7 @@ struct creds *creds_new(const struct creds_options *o)
 		return NULL;
 	alen = strlen(o->alpn);
 	if (spiffe_td_validate(o->trust_domain, strlen(o->trust_domain)) < 0 || alen == 0 ||
-	    alen > 255)
+	    alen > 254)
 		return NULL;
 	c = calloc(1, sizeof(*c));
 	sh = calloc(1, sizeof(*sh));
@@ -422,9 +432,20 @@ struct creds *creds_new(const struct creds_options *o)
 		goto fail;
 	atomic_init(&sh->refs, 1);
 	snprintf(sh->td, sizeof(sh->td), "%s", o->trust_domain);
-	sh->alpn[0] = (unsigned char)alen;
-	memcpy(sh->alpn + 1, o->alpn, alen);
-	sh->alpn_len = (unsigned)alen + 1;
+	/* "a,b" becomes the wire form: each name after its length byte. */
+	for (const char *p = o->alpn, *comma;; p = comma + 1) {
+		size_t n;
+
+		comma = strchr(p, ',');
+		n = comma != NULL ? (size_t)(comma - p) : strlen(p);
+		if (n == 0 || n > 255)
+			goto fail;
+		sh->alpn[sh->alpn_len] = (unsigned char)n;
+		memcpy(sh->alpn + sh->alpn_len + 1, p, n);
+		sh->alpn_len += (unsigned)n + 1;
+		if (comma == NULL)
+			break;
+	}
 	sh->alpn_required = o->alpn_required;
 	if (pthread_mutex_init(&sh->ticket_mu, NULL) != 0)
 		goto fail;

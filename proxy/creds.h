@@ -36,8 +36,13 @@ struct creds;
 
 struct creds_options {
 	const char *trust_domain; /* peers must be spiffe://<trust_domain>/...; copied */
-	const char *alpn;         /* e.g. "meshlet/1", 1 to 255 bytes; copied */
-	bool alpn_required;       /* the server refuses a client that does not offer alpn */
+	/*
+	 * The application protocols, comma-separated in order of preference, e.g.
+	 * "meshlet/2,meshlet/1" (at most 254 bytes; copied). A client offers them all; a
+	 * server picks the first of them that the client offers.
+	 */
+	const char *alpn;
+	bool alpn_required; /* the server refuses a client that offers none of them */
 	/*
 	 * Optional, for client-side session resumption: called with each session a server
 	 * sends on a connection from a client context (the internal client cache stays off).
@@ -52,7 +57,7 @@ struct creds_options {
 /*
  * creds_new - empty credentials (creds_ready false) that check peers against o. Returns
  * NULL when o is bad (a trust domain that spiffe_td_validate refuses, an empty or
- * overlong alpn) or memory is short. Free with creds_free once no other thread uses it.
+ * overlong alpn, an empty name in it) or memory is short. Free with creds_free once no other thread uses it.
  */
 struct creds *creds_new(const struct creds_options *o);
 

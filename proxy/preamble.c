@@ -68,8 +68,9 @@ int preamble_parse(const uint8_t *buf, size_t len, struct preamble *out)
 		return ERR_PREAMBLE_MAGIC;
 	if (len < 5)
 		return 0;
-	if (buf[4] != PREAMBLE_VERSION)
+	if (buf[4] != PREAMBLE_VERSION && buf[4] != PREAMBLE_VERSION_2)
 		return ERR_PREAMBLE_VERSION;
+	p.version = buf[4];
 	if (len < 6)
 		return 0;
 	if (buf[5] != 0)
@@ -97,8 +98,10 @@ int preamble_parse(const uint8_t *buf, size_t len, struct preamble *out)
 int preamble_encode(const struct preamble *p, uint8_t *buf, size_t size)
 {
 	size_t alen, flen, total;
+	uint8_t version = p->version == 0 ? PREAMBLE_VERSION : p->version;
 
-	if (p->port == 0 || p->flags != 0)
+	if (p->port == 0 || p->flags != 0 ||
+	    (version != PREAMBLE_VERSION && version != PREAMBLE_VERSION_2))
 		return -EINVAL;
 	switch (p->family) {
 	case AF_UNSPEC:
@@ -118,7 +121,7 @@ int preamble_encode(const struct preamble *p, uint8_t *buf, size_t size)
 	if (size < total)
 		return ERR_TRUNCATED;
 	memcpy(buf, PREAMBLE_MAGIC, 4);
-	buf[4] = PREAMBLE_VERSION;
+	buf[4] = version;
 	buf[5] = 0;
 	buf[6] = (uint8_t)(p->port >> 8);
 	buf[7] = (uint8_t)p->port;
@@ -135,6 +138,7 @@ int preamble_encode(const struct preamble *p, uint8_t *buf, size_t size)
 int preamble_from_sockaddr(struct preamble *p, const struct sockaddr *sa)
 {
 	memset(p, 0, sizeof(*p));
+	p->version = PREAMBLE_VERSION;
 	if (sa->sa_family == AF_INET) {
 		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
 

@@ -8,8 +8,8 @@
 #include <sys/socket.h>
 
 /*
- * The tunnel preamble, version 1
- * ==============================
+ * The tunnel preamble, versions 1 and 2
+ * =====================================
  *
  * A meshed pod's proxy that opens mutual TLS to a peer's tunnel port (15008) sends this
  * header as the first bytes of the TLS stream, right after the handshake and before any
@@ -20,7 +20,7 @@
  *
  *	offset  size  field
  *	0       4     magic: "MSHL" (0x4d 0x53 0x48 0x4c)
- *	4       1     version: 1
+ *	4       1     version: 1 or 2 (below)
  *	5       1     flags: none are defined in version 1; every bit must be 0
  *	6       2     port: the original destination port, 1 to 65535, big-endian
  *	8       2     length: the number of bytes of fields that follow, big-endian, <= 246
@@ -45,12 +45,16 @@
  * request, a TLS record) is refused after its first bytes, without waiting for more.
  *
  * A new version gets a new number; receivers refuse versions they do not know, so a sender
- * must only use a version its peers accept (in practice, the ALPN protocol name of the
- * tunnel says which versions both ends speak).
+ * must only use a version its peers accept: the ALPN protocol of the tunnel says which.
+ * "meshlet/1": version 1, and the stream's bytes follow as they are, to the end of the TLS
+ * connection. "meshlet/2": version 2, which has the same layout; the stream's bytes follow
+ * in frames, and the connection carries one stream after another (relay.h, "Tunnel
+ * protocol 2").
  */
 
 #define PREAMBLE_MAGIC      "MSHL"
-#define PREAMBLE_VERSION    1
+#define PREAMBLE_VERSION    1 /* the version of "meshlet/1" tunnels */
+#define PREAMBLE_VERSION_2  2 /* the version of "meshlet/2" tunnels */
 #define PREAMBLE_HEADER     10
 #define PREAMBLE_MAX        256
 #define PREAMBLE_FIELD_IPV4 0x01
@@ -58,6 +62,7 @@
 
 /* A parsed preamble: plain data. */
 struct preamble {
+	uint8_t version;  /* 1 or 2 (preamble_encode takes 0 as 1) */
 	uint16_t port;    /* original destination port, 1 to 65535 */
 	uint8_t flags;    /* 0: version 1 defines no flags */
 	uint8_t family;   /* AF_UNSPEC (no address), AF_INET or AF_INET6 */
@@ -76,15 +81,15 @@ struct preamble {
 int preamble_parse(const uint8_t *buf, size_t len, struct preamble *out);
 
 /*
- * preamble_encode - write p as a version 1 preamble into buf (size bytes). Returns the
- * length written, -EINVAL for a port of 0, flags or an unknown family, or ERR_TRUNCATED
- * when size is too small (PREAMBLE_MAX always suffices).
+ * preamble_encode - write p as a preamble of its version into buf (size bytes). Returns the
+ * length written, -EINVAL for a port of 0, flags, an unknown version or family, or
+ * ERR_TRUNCATED when size is too small (PREAMBLE_MAX always suffices).
  */
 int preamble_encode(const struct preamble *p, uint8_t *buf, size_t size);
 
 /*
- * preamble_from_sockaddr - fill *p from an original destination address (AF_INET or
- * AF_INET6; an IPv4-mapped IPv6 address becomes AF_INET). Returns 0 or -EINVAL.
+ * preamble_from_sockaddr - fill *p (version 1) from an original destination address
+ * (AF_INET or AF_INET6; an IPv4-mapped IPv6 address becomes AF_INET). Returns 0 or -EINVAL.
  */
 int preamble_from_sockaddr(struct preamble *p, const struct sockaddr *sa);
 

@@ -92,6 +92,12 @@ static void relay_free_task(struct loop *loop, struct loop_task *t)
 
 static void half_release(struct relay *r, struct relay_half *h, bool rst)
 {
+	/* A tunnel that carried streams ends with close_notify, as far as it goes at once. */
+	if (!rst && h->ssl != NULL && relay_framed(h) && h->fd >= 0 &&
+	    !(SSL_get_shutdown(h->ssl) & SSL_SENT_SHUTDOWN)) {
+		(void)SSL_shutdown(h->ssl);
+		ERR_clear_error();
+	}
 	if (h->fd >= 0) {
 		loop_unwatch(r->loop, h->fd);
 		if (rst) {
@@ -107,8 +113,91 @@ static void half_release(struct relay *r, struct relay_half *h, bool rst)
 	loop_buf_put(r->loop, h->buf);
 	h->buf = NULL;
 	h->start = h->end = h->gate = 0;
+	loop_buf_put(r->loop, h->wq);
+	h->wq = NULL;
 	free(h->peer_id);
 	h->peer_id = NULL;
+}
+
+static void relay_recycle(struct relay *r);
+static void relay_arm(struct relay *r, uint32_t ms);
+static void relay_deadlines(struct relay *r);
+static void relay_advance_task(struct loop *loop, struct loop_task *t);
+
+/*
+ * Whether the stream's tunnel may carry another: both ENDs went through, neither side said
+ * it was the last, nothing is left over, and the certificates are good for a while.
+ */
+static bool relay_reusable(const struct relay *r, enum relay_result result)
+{
+	const struct relay_half *t = relay_framed(&r->up) ? &r->up : &r->down;
+	struct timespec now;
+
+	if ((r->flags & F_ABORT) ? !(r->flags & F_ABORT_DONE) : result != RELAY_OK)
+		return false;
+	if (!relay_framed(t) || (r->flags & F_SPENT) || t->fd < 0 ||
+	    (t->flags & (H_END_IN | H_LAST_IN | H_WR_SHUT)) != (H_END_IN | H_WR_SHUT) ||
+	    t->wq != NULL || t->frame_left != 0 || t->head_len != 0 || t->buf != NULL)
+		return false;
+	/* The server may hold the next stream's first bytes already; nothing comes to a client. */
+	if (t == &r->up && SSL_has_pending(t->ssl))
+		return false;
+	clock_gettime(CLOCK_REALTIME, &now);
+	return r->not_after > (int64_t)now.tv_sec + 1;
+}
+
+/* The framed side of a relay, or NULL. */
+static struct relay_half *relay_tunnel_half(struct relay *r)
+{
+	return relay_framed(&r->up) ? &r->up : relay_framed(&r->down) ? &r->down : NULL;
+}
+
+/*
+ * Whether a failure of the application side can be told to the peer with a RESET frame,
+ * so that the tunnel lives on: the stream has begun on the tunnel (the client wrote its
+ * preamble, the server read it), this side has not sent its end yet, and the tunnel is fine.
+ */
+static bool relay_may_abort(struct relay *r, enum relay_result result, enum relay_side side)
+{
+	struct relay_half *t = relay_tunnel_half(r);
+
+	if (t == NULL || (r->flags & (F_ABORT | F_SPENT)) || t->fd < 0 ||
+	    side == relay_side_of(r, t) || (t->flags & H_WR_SHUT))
+		return false;
+	if (result != RELAY_RESET && result != RELAY_CONNECT_FAILED && result != RELAY_DENIED)
+		return false;
+	if (t == &r->up)
+		return r->state == R_RELAY && r->pre_len == 0;
+	return r->state > R_PREAMBLE && !(r->flags & F_IDLE);
+}
+
+/*
+ * The application side failed (or the peer's did: RESET): reset it now, and let the
+ * tunnel finish the stream (a RESET out unless this side ended already, the peer's end in)
+ * before the relay ends with this result. Bytes for the application are dropped.
+ */
+void relay_abort(struct relay *r, enum relay_result result, enum relay_side side, int error,
+                 const char *reason)
+{
+	struct relay_half *t = relay_tunnel_half(r), *a = relay_other(r, t);
+
+	r->flags |= F_ABORT;
+	r->abort_result = (uint8_t)result;
+	r->abort_side = (uint8_t)side;
+	r->abort_error = error;
+	r->abort_reason = reason;
+	half_release(r, a, true);
+	a->flags = H_RD_EOF | H_WR_SHUT;
+	loop_buf_put(r->loop, t->buf);
+	t->buf = NULL;
+	t->start = t->end = t->gate = 0;
+	relay_http_free(r);
+	loop_timer_stop(r->loop, &r->timer);
+	r->state = R_RELAY;
+	r->active_ms = loop_now(r->loop);
+	t->flags |= H_WR_READY;
+	relay_deadlines(r);
+	loop_queue(r->loop, &r->task, relay_advance_task);
 }
 
 /*
@@ -121,9 +210,17 @@ void relay_end(struct relay *r, enum relay_result result, enum relay_side side, 
 	struct relay_stats st = { 0 };
 	struct timespec now;
 	uint64_t pre;
+	bool reusable, idle_end;
 
 	if (r->state == R_CLOSED)
 		return;
+	if (relay_may_abort(r, result, side)) {
+		relay_abort(r, result, side, error, reason);
+		return;
+	}
+	reusable = relay_reusable(r, result);
+	/* A kept tunnel that ends before a byte of its next stream: no stream to report. */
+	idle_end = (r->flags & F_IDLE) && (r->down.buf == NULL || r->down.end == r->down.start);
 	r->state = R_CLOSED;
 	/* After a 408 the connection ends as any other once both sides are done: say why. */
 	if (result == RELAY_OK && r->http != NULL && r->http->head_timed_out) {
@@ -136,7 +233,7 @@ void relay_end(struct relay *r, enum relay_result result, enum relay_side side, 
 	/* Before on_close: once the last one has run, the count is 0. */
 	if (r->flags & F_COUNTED)
 		atomic_fetch_sub(&r->cfg->limit->active, 1);
-	r->flags &= (uint8_t)~F_COUNTED;
+	r->flags &= (uint16_t)~F_COUNTED;
 	if (r->cfg->on_close != NULL) {
 		st.result = result;
 		st.side = side;
@@ -158,12 +255,67 @@ void relay_end(struct relay *r, enum relay_result result, enum relay_side side, 
 		addr_to(&r->src, &st.src);
 		addr_to(&r->dst, &st.dst);
 		st.preamble_port = r->preamble_port;
+		st.reusable = reusable;
+		if (reusable)
+			r->flags |= F_REUSABLE;
+		st.reused = (r->flags & F_REUSED) != 0;
+		st.idle_end = idle_end;
 		r->cfg->on_close(r, &st);
+		r->flags &= (uint16_t)~F_REUSABLE;
 	}
-	half_release(r, &r->down, result == RELAY_RESET);
-	half_release(r, &r->up, result == RELAY_RESET);
+	if (r->flags & F_NEXT) {
+		relay_recycle(r);
+		return;
+	}
+	/* A stream that was reset in the tunnel (RESET frames) leaves a sound tunnel. */
+	half_release(r, &r->down, result == RELAY_RESET && !reusable);
+	half_release(r, &r->up, result == RELAY_RESET && !reusable);
 	/* Events already fetched for our fds are dropped by the loop; the memory goes later. */
 	loop_queue(r->loop, &r->task, relay_free_task);
+}
+
+static void relay_advance_task(struct loop *loop, struct loop_task *t)
+{
+	(void)loop;
+	relay_advance(container_of(t, struct relay, task));
+}
+
+/*
+ * relay_next_stream was called: the upstream goes, the tunnel stays and waits for its next
+ * stream's preamble, as a new connection would after its handshake.
+ */
+static void relay_recycle(struct relay *r)
+{
+	struct relay_half *d = &r->down;
+	struct timespec now;
+	int64_t left;
+
+	half_release(r, &r->up, false);
+	memset(&r->up, 0, sizeof(r->up));
+	r->up.fd = -1;
+	relay_http_free(r);
+	d->flags = H_FRAMED | H_RD_READY | H_WR_READY;
+	d->written = 0;
+	d->frame_left = 0;
+	d->head_len = 0;
+	r->flags = (uint16_t)((r->flags & F_COUNTED) | F_READ_PREAMBLE | F_REUSED | F_IDLE);
+	if (r->cfg->limit != NULL) {
+		atomic_fetch_add(&r->cfg->limit->active, 1);
+		r->flags |= F_COUNTED;
+	}
+	r->pre_len = 0;
+	r->attempts = 0;
+	r->preamble_port = 0;
+	memset(&r->dst, 0, sizeof(r->dst));
+	r->start_ms = r->active_ms = loop_now(r->loop);
+	r->state = R_PREAMBLE;
+	/* Kept for RELAY_TUNNEL_KEEP_MS, and never past a certificate's notAfter. */
+	clock_gettime(CLOCK_REALTIME, &now);
+	left = (r->not_after - (int64_t)now.tv_sec) * 1000;
+	relay_arm(r, left < RELAY_TUNNEL_KEEP_MS ? (uint32_t)(left > 1 ? left : 1)
+	                                          : RELAY_TUNNEL_KEEP_MS);
+	/* OpenSSL may hold the next preamble already: look at once. */
+	loop_queue(r->loop, &r->task, relay_advance_task);
 }
 
 void relay_close(struct relay *r, enum relay_result result)
@@ -316,6 +468,10 @@ static void relay_timeout(struct loop *loop, struct loop_timer *t)
 	switch (r->state) {
 	case R_DOWN_HS:
 	case R_PREAMBLE:
+		if (r->flags & F_IDLE) {
+			relay_end(r, RELAY_CLOSED, RELAY_DOWN, 0, "idle tunnel");
+			return;
+		}
 		relay_end(r, RELAY_TIMEOUT, RELAY_DOWN, -ETIMEDOUT, "handshake");
 		return;
 	case R_UP_HS:
@@ -335,8 +491,57 @@ static void relay_timeout(struct loop *loop, struct loop_timer *t)
 
 /* The states */
 
+/*
+ * Puts the preamble at the front of the client's bytes, once the upstream is ready: version
+ * 2 on a framed upstream (one naming the upstream's port when none was given), version 1
+ * when one was given. Returns 0 or -ENOMEM.
+ */
+static int relay_put_preamble(struct relay *r)
+{
+	struct relay_half *d = &r->down;
+	struct preamble pre = r->pre;
+	uint8_t enc[PREAMBLE_MAX];
+	int plen;
+
+	if (relay_framed(&r->up)) {
+		if (!(r->flags & F_HAS_PRE))
+			pre = (struct preamble){ .port = r->dst.port };
+		pre.version = PREAMBLE_VERSION_2;
+	} else if (r->flags & F_HAS_PRE) {
+		pre.version = PREAMBLE_VERSION;
+	} else {
+		return 0;
+	}
+	r->flags &= (uint16_t)~F_HAS_PRE;
+	plen = preamble_encode(&pre, enc, sizeof(enc));
+	if (plen < 0)
+		return plen;
+	if (d->buf == NULL) {
+		d->buf = loop_buf_get(r->loop);
+		if (d->buf == NULL)
+			return -ENOMEM;
+		d->start = d->end = d->gate = 0;
+	}
+	/* Early reads leave PREAMBLE_MAX bytes free, so this always fits. */
+	if (d->start < (uint32_t)plen) {
+		memmove(d->buf + plen, d->buf + d->start, d->end - d->start);
+		d->end = d->end - d->start + (uint32_t)plen;
+		d->start = (uint32_t)plen;
+	}
+	d->start -= (uint32_t)plen;
+	memcpy(d->buf + d->start, enc, (size_t)plen);
+	r->pre_len = (uint8_t)plen;
+	return 0;
+}
+
 static void relay_enter_relay(struct relay *r)
 {
+	int rc = relay_put_preamble(r);
+
+	if (rc < 0) {
+		relay_end(r, RELAY_RESET, RELAY_UP, rc, NULL);
+		return;
+	}
 	r->state = R_RELAY;
 	r->up.flags |= H_RD_READY | H_WR_READY;
 	r->down.flags |= H_WR_READY;
@@ -434,16 +639,34 @@ static int relay_read_preamble(struct relay *r)
 			}
 		}
 		if (d->flags & H_RD_EOF) {
-			relay_end(r, RELAY_HANDSHAKE_FAILED, RELAY_DOWN, -ECONNRESET,
-			          "connection closed before the preamble");
+			/* A kept tunnel that the client closes between streams ends quietly. */
+			if (r->flags & F_IDLE)
+				relay_end(r, RELAY_CLOSED, RELAY_DOWN, 0, "idle tunnel closed");
+			else
+				relay_end(r, RELAY_HANDSHAKE_FAILED, RELAY_DOWN, -ECONNRESET,
+				          "connection closed before the preamble");
 			return -1;
 		}
 		rc = relay_pump_read(r, d);
 		if (rc <= 0)
 			return rc;
 	}
+	/* The tunnel's protocol (ALPN) says which version its preambles are. */
+	if (p.version != (relay_framed(d) ? PREAMBLE_VERSION_2 : PREAMBLE_VERSION)) {
+		relay_end(r, RELAY_HANDSHAKE_FAILED, RELAY_DOWN, ERR_PREAMBLE_VERSION,
+		          err_str(ERR_PREAMBLE_VERSION));
+		return -1;
+	}
+	if (r->flags & F_IDLE) {
+		/* The next stream: it is reported from now on, and its time counts from here. */
+		r->flags &= (uint16_t)~F_IDLE;
+		r->start_ms = r->active_ms = loop_now(r->loop);
+		relay_arm(r, r->cfg->handshake_timeout_ms);
+	}
 	r->preamble_port = p.port;
-	r->flags &= (uint8_t)~F_UPSTREAM_SET;
+	r->flags &= (uint16_t)~F_UPSTREAM_SET;
+	/* The stream has begun: a refusal from here on is told in it (RESET, protocol 2). */
+	r->state = R_CONNECT;
 	rc = r->cfg->on_preamble != NULL ? r->cfg->on_preamble(r, &p) : -ENOSYS;
 	if (rc == 0 && !(r->flags & F_UPSTREAM_SET))
 		rc = -EDESTADDRREQ;
@@ -474,7 +697,7 @@ static void relay_upstream_failed(struct relay *r, int err)
 
 	relay_drop_upstream(r);
 	r->state = R_CONNECT;
-	r->flags &= (uint8_t)~F_UPSTREAM_SET;
+	r->flags &= (uint16_t)~F_UPSTREAM_SET;
 	if (r->attempts < RELAY_MAX_ATTEMPTS && r->cfg->on_upstream_failed != NULL) {
 		rc = r->cfg->on_upstream_failed(r, err);
 		if (rc == 0 && !(r->flags & F_UPSTREAM_SET))
@@ -579,7 +802,10 @@ void relay_advance(struct relay *r)
 			break;
 		case R_CONNECT:
 			loop_timer_stop(r->loop, &r->timer);
-			relay_connect(r);
+			if (r->up.fd >= 0) /* a kept tunnel (relay_use_tunnel) */
+				relay_enter_relay(r);
+			else
+				relay_connect(r);
 			break;
 		case R_CONNECTING:
 			if (relay_connect_check(r) == 0)
@@ -694,44 +920,23 @@ fail:
 int relay_set_upstream(struct relay *r, const struct sockaddr *addr, socklen_t len, SSL_CTX *tls,
                        const struct preamble *pre)
 {
-	struct relay_half *d = &r->down;
 	struct relay_addr dst;
 	uint8_t enc[PREAMBLE_MAX];
-	int plen = 0;
 	SSL *ssl = NULL;
 
-	if (r->state > R_CONNECT)
+	if (r->state > R_CONNECT || r->up.fd >= 0)
 		return -EBUSY;
 	if (addr == NULL || addr_from(&dst, addr, len) < 0 || dst.family == AF_UNSPEC)
 		return -EINVAL;
-	if (pre != NULL && (plen = preamble_encode(pre, enc, sizeof(enc))) < 0)
+	if (pre != NULL && preamble_encode(pre, enc, sizeof(enc)) < 0)
 		return -EINVAL;
 	if (tls != NULL && (ssl = tls_new(tls)) == NULL)
 		return -ENOMEM;
-	/* The previous target's preamble, if any, sits at the front of the buffer. */
-	if (r->pre_len > 0) {
-		d->start += r->pre_len;
-		r->pre_len = 0;
-		relay_pump_drop_buf(r, d);
-	}
-	if (plen > 0) {
-		if (d->buf == NULL) {
-			d->buf = loop_buf_get(r->loop);
-			if (d->buf == NULL) {
-				SSL_free(ssl);
-				return -ENOMEM;
-			}
-			d->start = d->end = 0;
-		}
-		/* Early reads leave PREAMBLE_MAX bytes free, so this always fits. */
-		if (d->start < (uint32_t)plen) {
-			memmove(d->buf + plen, d->buf + d->start, d->end - d->start);
-			d->end = d->end - d->start + (uint32_t)plen;
-			d->start = (uint32_t)plen;
-		}
-		d->start -= (uint32_t)plen;
-		memcpy(d->buf + d->start, enc, (size_t)plen);
-		r->pre_len = (uint8_t)plen;
+	/* The preamble is put in front of the client's bytes once the upstream is ready. */
+	r->flags &= (uint16_t)~F_HAS_PRE;
+	if (pre != NULL) {
+		r->pre = *pre;
+		r->flags |= F_HAS_PRE;
 	}
 	SSL_free(r->up.ssl);
 	r->up.ssl = ssl;
@@ -739,6 +944,96 @@ int relay_set_upstream(struct relay *r, const struct sockaddr *addr, socklen_t l
 		SSL_set_connect_state(ssl);
 	r->dst = dst;
 	r->flags |= F_UPSTREAM_SET;
+	return 0;
+}
+
+int relay_use_tunnel(struct relay *r, const struct sockaddr *addr, socklen_t len,
+                     struct relay_tunnel *t, const struct preamble *pre)
+{
+	int rc = relay_set_upstream(r, addr, len, NULL, pre);
+
+	if (rc == 0)
+		rc = loop_watch(r->loop, t->fd, 0, relay_io, r);
+	if (rc < 0) {
+		r->flags &= (uint16_t)~(F_UPSTREAM_SET | F_HAS_PRE);
+		relay_tunnel_close(t);
+		return rc;
+	}
+	r->up.fd = t->fd;
+	r->up.ssl = t->ssl;
+	r->up.peer_id = t->peer_id;
+	r->not_after = t->not_after;
+	r->up.flags = H_FRAMED;
+	r->flags |= F_REUSED;
+	free(t);
+	return 0;
+}
+
+struct relay_tunnel *relay_take_tunnel(struct relay *r)
+{
+	struct relay_half *u = &r->up;
+	struct relay_tunnel *t;
+
+	if (!relay_framed(u) || u->fd < 0 || u->ssl == NULL || !(r->flags & F_REUSABLE))
+		return NULL;
+	t = malloc(sizeof(*t));
+	if (t == NULL)
+		return NULL;
+	loop_unwatch(r->loop, u->fd);
+	t->fd = u->fd;
+	t->ssl = u->ssl;
+	t->peer_id = u->peer_id;
+	t->not_after = r->not_after;
+	u->fd = -1;
+	u->ssl = NULL;
+	u->peer_id = NULL;
+	return t;
+}
+
+void relay_tunnel_close(struct relay_tunnel *t)
+{
+	if (t == NULL)
+		return;
+	if (!(SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN))
+		(void)SSL_shutdown(t->ssl);
+	ERR_clear_error();
+	SSL_free(t->ssl);
+	close(t->fd);
+	free(t->peer_id);
+	free(t);
+}
+
+int relay_next_stream(struct relay *r)
+{
+	struct relay_half *d = &r->down;
+
+	if (!relay_framed(d) || d->fd < 0 || !(r->flags & F_REUSABLE))
+		return -EINVAL;
+	r->flags |= F_NEXT;
+	return 0;
+}
+
+int relay_set_framed(struct relay *r, enum relay_side side)
+{
+	struct relay_half *h = side == RELAY_DOWN ? &r->down : &r->up;
+	X509 *certs[2];
+	int64_t t;
+
+	if (h->ssl == NULL)
+		return -EINVAL;
+	h->flags |= H_FRAMED;
+	if (side == RELAY_DOWN)
+		r->flags |= F_READ_PREAMBLE;
+	/* Never used past either certificate's notAfter. */
+	r->not_after = INT64_MAX;
+	certs[0] = SSL_get0_peer_certificate(h->ssl);
+	certs[1] = SSL_get_certificate(h->ssl);
+	for (int i = 0; i < 2; i++) {
+		if (certs[i] == NULL || x509_not_after(certs[i], &t) < 0)
+			r->not_after = 0;
+		else if (t < r->not_after)
+			r->not_after = t;
+	}
 	return 0;
 }
 

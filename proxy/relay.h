@@ -52,7 +52,47 @@
  * return an error instead); relay_set_upstream and the getters are what they may call.
  *
  * The process must ignore SIGPIPE: OpenSSL writes to sockets with write(2).
+ *
+ * Tunnel protocol 2 ("meshlet/2")
+ * -------------------------------
+ * A TLS side that a hook marks with relay_set_framed carries streams, one after another,
+ * instead of one stream to the end of the connection, so that proxy pairs keep their
+ * connections and a new connection of the application costs no TLS handshake. A stream
+ * is a version 2 tunnel preamble from the client proxy (preamble.h), then frames both
+ * ways. A frame is a 2-byte big-endian length, then that many bytes of the stream:
+ *
+ *	1 to 16380     data
+ *	0              END: the sender's direction of this stream is over (its half-close)
+ *	65535          END, and the sender closes the connection after this stream: the
+ *	               client must not start another stream on it
+ *	65534          RESET: the sender's application connection was reset, or could not
+ *	               be made, or was refused; the receiver resets its own, and the
+ *	               stream is over both ways (data frames that cross it are dropped)
+ *	anything else  a protocol error: the connection is reset
+ *
+ * Each side ends its direction of a stream with one END or RESET, never both, and sends
+ * nothing more for that stream after it; a side that receives a RESET before it sent its
+ * own end sends a RESET. A stream is over when both ends went through. Only then may the
+ * client send the next stream's preamble, and only on a connection that no END 65535 came
+ * on. An application connection that resets after its side already sent END resets the
+ * whole TLS connection (and with it, the other application connection), as in version 1;
+ * so does a timeout. The client sends a preamble and its frames in
+ * as few TLS records as it can (a frame never spans two records when it can be avoided).
+ * A server keeps a connection with no stream open for RELAY_TUNNEL_KEEP_MS, unless it shuts
+ * down; a client starts a stream only on a connection that has been idle for less than
+ * RELAY_TUNNEL_REUSE_MS, so that a server never closes a connection that a stream is
+ * starting on, except when it shuts down. Closing an idle connection, either side sends
+ * close_notify. A stream on a kept connection is authorized as any other (on_preamble);
+ * the peer's identity is the one its handshake proved, and the connection is not used
+ * past the peer certificate's notAfter.
  */
+
+/* How long a server keeps an idle protocol 2 tunnel; clients reuse idle ones for less. */
+#define RELAY_TUNNEL_KEEP_MS  90000
+#define RELAY_TUNNEL_REUSE_MS 60000
+
+/* The largest data frame: with its header and an END it fits one TLS record. */
+#define RELAY_FRAME_MAX 16380
 
 enum relay_side { RELAY_DOWN, RELAY_UP };
 
@@ -100,6 +140,14 @@ struct relay_stats {
 	struct sockaddr_storage src; /* the downstream peer (AF_UNSPEC when unknown) */
 	struct sockaddr_storage dst; /* the upstream last tried (AF_UNSPEC when none) */
 	uint16_t preamble_port;      /* the port a read preamble named, or 0 */
+	/*
+	 * Protocol 2: the stream ended cleanly and its tunnel may carry another: on_close
+	 * may call relay_take_tunnel (the tunnel is the upstream) or relay_next_stream
+	 * (the downstream), or let it be closed.
+	 */
+	bool reusable;
+	bool reused;   /* the stream ran on a tunnel that had carried one before */
+	bool idle_end; /* no stream: a tunnel kept by relay_next_stream ended between streams */
 };
 
 struct relay;
@@ -208,6 +256,56 @@ void relay_close(struct relay *r, enum relay_result result);
  * Returns 0, -EBUSY (already set) or -ENOMEM.
  */
 int relay_http_set(struct relay *r, httpflow_decide_fn decide, void *arg, size_t head_limit);
+
+/*
+ * relay_set_framed - the TLS side speaks tunnel protocol 2 (above): call it from on_handshake
+ * for that side once ALPN chose "meshlet/2". The upstream then gets a version 2 preamble
+ * (the one given to relay_set_upstream, or one naming the upstream's port) and frames; the
+ * downstream is read as a version 2 preamble, then frames. Returns 0, or -EINVAL for a side
+ * that is not TLS.
+ */
+int relay_set_framed(struct relay *r, enum relay_side side);
+
+/* An idle protocol 2 tunnel that a client proxy keeps for another stream: plain data. */
+struct relay_tunnel {
+	int fd;
+	SSL *ssl;
+	char *peer_id;     /* the peer's verified SPIFFE ID, or NULL */
+	int64_t not_after; /* the earlier notAfter of both certificates, Unix seconds */
+};
+
+/*
+ * relay_take_tunnel - from on_close of a stream with stats.reusable, on the client side:
+ * the upstream tunnel, detached from the relay and from the loop (not watched). The caller
+ * owns it: relay_use_tunnel or relay_tunnel_close. Returns NULL when there is none.
+ */
+struct relay_tunnel *relay_take_tunnel(struct relay *r);
+
+/*
+ * relay_use_tunnel - like relay_set_upstream, but the upstream is t, a tunnel from
+ * relay_take_tunnel that is not watched by any loop, to the same kind of peer. The relay
+ * owns t from this call on, whatever it returns. pre is the preamble (its version is set
+ * to 2; NULL: one naming addr's port). The stream starts at once at relay_start. Returns 0,
+ * -EINVAL or -EBUSY (as relay_set_upstream; t is then closed).
+ */
+int relay_use_tunnel(struct relay *r, const struct sockaddr *addr, socklen_t len,
+                     struct relay_tunnel *t, const struct preamble *pre);
+
+/*
+ * relay_tunnel_close - close t: close_notify when it can go at once, then the socket; frees
+ * t (NULL is allowed).
+ */
+void relay_tunnel_close(struct relay_tunnel *t);
+
+/*
+ * relay_next_stream - from on_close of a stream with stats.reusable, on the server side:
+ * keep the relay and its downstream tunnel for the tunnel's next stream instead of closing
+ * them. The upstream is closed; the caller's data stays (reset what is per stream). The
+ * relay waits up to RELAY_TUNNEL_KEEP_MS for the next preamble (then on_preamble as for a
+ * new connection, with relay_http_set to call again if wanted), and when it ends before
+ * one comes, on_close gets stats.idle_end. Returns 0, or -EINVAL when not reusable.
+ */
+int relay_next_stream(struct relay *r);
 
 /* relay_peer_id - the verified SPIFFE ID of a side's TLS peer, or NULL. */
 const char *relay_peer_id(const struct relay *r, enum relay_side side);

@@ -30,6 +30,16 @@ void relay_http_free(struct relay *r)
 	r->http = NULL;
 }
 
+/*
+ * The client's side is no longer read before its end. On a tunnel of protocol 2 the rest
+ * of the stream would be left in it: the tunnel carries no other stream (END 65535).
+ */
+static void relay_http_stop_reading(struct relay *r)
+{
+	if (relay_framed(&r->down) && !(r->down.flags & H_END_IN))
+		r->flags |= F_SPENT;
+}
+
 /* Appends our reply to what goes to the client. Returns false when there is no room yet. */
 static bool reply_append(struct relay *r, const char *text, size_t len)
 {
@@ -90,6 +100,7 @@ static int run_side(struct relay *r, struct relay_half *h)
 			if (st.close) {
 				/* No more requests: what the client sends now is not read, and
 				 * the application's side is shut once its answers are out. */
+				relay_http_stop_reading(r);
 				h->flags |= H_RD_EOF;
 				h->end = h->gate;
 				relay_pump_drop_buf(r, h);
@@ -119,6 +130,7 @@ int relay_http_run(struct relay *r)
 	 */
 	if ((r->up.flags & H_RD_EOF) && r->up.buf == NULL && !(r->down.flags & H_RD_EOF) &&
 	    httpflow_app_closed(r->http)) {
+		relay_http_stop_reading(r);
 		r->down.flags |= H_RD_EOF;
 		r->down.end = r->down.gate;
 		relay_pump_drop_buf(r, &r->down);

@@ -37,13 +37,31 @@ enum {
 	H_READ_WANTS_WRITE = 1 << 4, /* SSL_read needs the socket writable */
 	H_WRITE_WANTS_READ = 1 << 5, /* SSL_write or SSL_shutdown needs it readable */
 	H_HS_WANTS_WRITE = 1 << 6,   /* the handshake needs it writable (else readable) */
+	H_FRAMED = 1 << 7,           /* tunnel protocol 2: a preamble, then frames */
+	H_END_IN = 1 << 8,           /* framed: the peer's END came (H_RD_EOF is set too) */
+	H_LAST_IN = 1 << 9,          /* framed: it was END 65535, no stream after this one */
+	H_RESET_IN = 1 << 10,        /* framed: it was RESET: the peer's application reset */
 };
+
+/* Frame headers (relay.h, "Tunnel protocol 2"). */
+#define FRAME_HEAD     2
+#define FRAME_END      0
+#define FRAME_END_LAST 0xffff
+#define FRAME_RESET    0xfffe
 
 /* Relay flags. */
 enum {
 	F_READ_PREAMBLE = 1 << 0,
 	F_UPSTREAM_SET = 1 << 1,
 	F_COUNTED = 1 << 2, /* holds a place in cfg->limit */
+	F_HAS_PRE = 1 << 3, /* r->pre is to be sent before the client's bytes */
+	F_SPENT = 1 << 4,   /* framed: this stream ends the tunnel (the flow stopped reading) */
+	F_REUSED = 1 << 5,  /* the stream runs on a tunnel that carried one before */
+	F_IDLE = 1 << 6,    /* a kept tunnel waits for its next stream (relay_next_stream) */
+	F_NEXT = 1 << 7,    /* on_close called relay_next_stream */
+	F_REUSABLE = 1 << 8, /* in on_close: the stream's tunnel may carry another */
+	F_ABORT = 1 << 9,    /* framed: the application side is reset; the tunnel finishes */
+	F_ABORT_DONE = 1 << 10, /* both ends of the aborted stream went through */
 };
 
 /* An address, small: the relay keeps two. */
@@ -61,11 +79,16 @@ struct relay_addr {
 struct relay_half {
 	int fd;
 	uint16_t flags;
+	uint16_t frame_left; /* framed: data bytes of the frame being read; 0: a header is next */
 	uint32_t start, end;
 	uint32_t gate; /* with HTTP: bytes before gate may be written, the rest wait for the flow */
+	uint16_t wq_off, wq_len;         /* framed: the frame in wq, and how much of it is out */
+	uint8_t head[FRAME_HEAD], head_len; /* framed: a frame header read in part */
+	bool wq_end;      /* framed: the frame in wq ends the stream's direction */
 	char *buf;
 	SSL *ssl;
-	uint64_t written; /* bytes written to this side */
+	char *wq;         /* framed: a frame made for this side (a loop buffer), or NULL */
+	uint64_t written; /* bytes of the stream written to this side */
 	char *peer_id;    /* the verified SPIFFE ID of a TLS peer, or NULL */
 };
 
@@ -77,11 +100,24 @@ struct relay {
 	struct loop_timer timer;
 	struct loop_task task; /* a deferred pump, then the deferred free */
 	uint64_t start_ms, active_ms;
-	uint8_t state, flags, pre_len, attempts;
+	uint8_t state, pre_len, attempts;
+	uint16_t flags;
 	uint16_t preamble_port;
+	struct preamble pre; /* with F_HAS_PRE: sent once the upstream is ready */
+	int64_t not_after;   /* the framed side's: the earlier notAfter of both certificates */
+	/* With F_ABORT: how the stream ended, for on_close once the tunnel is through. */
+	const char *abort_reason;
+	int abort_error;
+	uint8_t abort_result, abort_side;
 	struct relay_addr src, dst;
 	struct httpflow *http; /* HTTP/1.1 followed request by request, or NULL */
 };
+
+/* Whether a side speaks tunnel protocol 2. */
+static inline bool relay_framed(const struct relay_half *h)
+{
+	return (h->flags & H_FRAMED) != 0;
+}
 
 /* Bytes of h's buffer that may be written to the other side now. */
 static inline uint32_t relay_ready(const struct relay *r, const struct relay_half *h)
@@ -109,6 +145,13 @@ void relay_end(struct relay *r, enum relay_result result, enum relay_side side, 
 
 /* Runs the state machine as far as it goes without waiting. */
 void relay_advance(struct relay *r);
+
+/*
+ * Framed: the application side failed, or the peer's did (RESET): reset the application
+ * side and finish the stream on the tunnel; the relay ends with result once it is through.
+ */
+void relay_abort(struct relay *r, enum relay_result result, enum relay_side side, int error,
+                 const char *reason);
 
 /* Why a TLS call failed, as static text; and the -errno or code behind it. */
 const char *relay_tls_reason(SSL *ssl, int sslerr, int rc);

@@ -42,6 +42,124 @@ static void half_fail(struct relay *r, struct relay_half *h, int error, const ch
 	relay_end(r, RELAY_RESET, relay_side_of(r, h), error, reason);
 }
 
+static unsigned be16(const void *p)
+{
+	const uint8_t *b = p;
+
+	return (unsigned)b[0] << 8 | b[1];
+}
+
+static void put16(char *p, unsigned v)
+{
+	p[0] = (char)(v >> 8);
+	p[1] = (char)v;
+}
+
+/* After a TLS read that returned a record's bytes: whether OpenSSL holds more. */
+static void tls_read_done(struct relay *r, struct relay_half *h)
+{
+	h->flags &= (uint16_t)~H_READ_WANTS_WRITE;
+	/* Level-triggered epoll cannot see what OpenSSL has buffered already. */
+	if (!SSL_has_pending(h->ssl))
+		h->flags &= (uint16_t)~H_RD_READY;
+	r->active_ms = loop_now(r->loop);
+}
+
+/*
+ * A TLS read that returned rc <= 0. Returns 0 to wait, 1 for the end of the stream, -1 when
+ * the relay was closed.
+ */
+static int tls_read_failed(struct relay *r, struct relay_half *h, int rc)
+{
+	int e = SSL_get_error(h->ssl, rc);
+
+	switch (e) {
+	case SSL_ERROR_WANT_READ:
+		h->flags &= (uint16_t) ~(H_RD_READY | H_READ_WANTS_WRITE);
+		relay_pump_drop_buf(r, h);
+		/*
+		 * A read that found nothing leaves OpenSSL's 17 KiB record buffer allocated
+		 * (RELEASE_BUFFERS frees it only after a whole record): free it, so that an
+		 * idle connection holds none.
+		 */
+		relay_tls_release(h->ssl);
+		return 0;
+	case SSL_ERROR_WANT_WRITE:
+		h->flags = (uint16_t)((h->flags | H_READ_WANTS_WRITE) & ~H_RD_READY);
+		relay_pump_drop_buf(r, h);
+		return 0;
+	case SSL_ERROR_ZERO_RETURN:
+		/* Framed, a stream ends with its END: a close_notify before it is a truncation. */
+		if (relay_framed(h) && r->state == R_RELAY) {
+			half_fail(r, h, -ECONNRESET, "tunnel closed before the end of the stream");
+			return -1;
+		}
+		h->flags |= H_RD_EOF;
+		relay_pump_drop_buf(r, h);
+		return 1;
+	default:
+		/* Includes an end of stream without close_notify: a truncation. */
+		half_fail(r, h, relay_tls_error(e), relay_tls_reason(h->ssl, e, rc));
+		return -1;
+	}
+}
+
+/*
+ * Framed, in a stream: reads the next frame's header when one is due. Returns 1 when data
+ * may be read (h->frame_left > 0) or the END came (H_RD_EOF), 0 to wait, -1 when closed.
+ */
+static int frame_head(struct relay *r, struct relay_half *h)
+{
+	while (h->frame_left == 0) {
+		unsigned len;
+		int rc;
+
+		if (h->head_len < FRAME_HEAD) {
+			ERR_clear_error();
+			rc = SSL_read(h->ssl, h->head + h->head_len, FRAME_HEAD - h->head_len);
+			if (rc <= 0)
+				return tls_read_failed(r, h, rc) < 0 ? -1 : 0;
+			h->head_len = (uint8_t)(h->head_len + rc);
+			tls_read_done(r, h);
+			continue;
+		}
+		len = be16(h->head);
+		h->head_len = 0;
+		if (len == FRAME_END || len == FRAME_END_LAST) {
+			h->flags |= H_RD_EOF | H_END_IN;
+			if (len == FRAME_END_LAST)
+				h->flags |= H_LAST_IN;
+			return 1;
+		}
+		if (len == FRAME_RESET) {
+			h->flags |= H_RD_EOF | H_END_IN | H_RESET_IN;
+			if (!(r->flags & F_ABORT))
+				relay_abort(r, RELAY_RESET, relay_side_of(r, h), -ECONNRESET,
+				            "reset by the peer's application");
+			return 1;
+		}
+		if (len > RELAY_FRAME_MAX) {
+			half_fail(r, h, -EPROTO, "tunnel frame of a length beyond the limit");
+			return -1;
+		}
+		h->frame_left = (uint16_t)len;
+	}
+	return 1;
+}
+
+/* Framed, reading a preamble: the bytes still to come (read exactly, no byte beyond it). */
+static size_t preamble_need(const struct relay_half *h)
+{
+	uint32_t have = h->buf != NULL ? h->end - h->start : 0;
+	size_t total;
+
+	if (have < PREAMBLE_HEADER)
+		return PREAMBLE_HEADER - have;
+	total = PREAMBLE_HEADER + be16(h->buf + h->start + 8);
+	/* The parser refuses a length beyond the limit before this is asked. */
+	return total > have ? total - have : 1;
+}
+
 /*
  * Reads from h into its buffer. Returns 1 when something happened (bytes or the end of
  * the stream), 0 when nothing could be read now, -1 when the relay was closed.
@@ -71,44 +189,36 @@ int relay_pump_read(struct relay *r, struct relay_half *h)
 	}
 	want = limit - h->end;
 	if (h->ssl != NULL) {
-		int rc, e;
+		int rc;
 
+		if (relay_framed(h) && r->state == R_PREAMBLE) {
+			if (want > preamble_need(h))
+				want = preamble_need(h);
+		} else if (relay_framed(h)) {
+			rc = frame_head(r, h);
+			if (rc <= 0)
+				return rc;
+			if (h->flags & H_RD_EOF) {
+				relay_pump_drop_buf(r, h);
+				return 1;
+			}
+			if (want > h->frame_left)
+				want = h->frame_left;
+		}
 		ERR_clear_error();
 		rc = SSL_read(h->ssl, h->buf + h->end, (int)want);
-		if (rc > 0) {
-			h->end += (uint32_t)rc;
-			h->flags &= (uint16_t)~H_READ_WANTS_WRITE;
-			/* Level-triggered epoll cannot see what OpenSSL has buffered already. */
-			if (!SSL_has_pending(h->ssl))
-				h->flags &= (uint16_t)~H_RD_READY;
-			r->active_ms = loop_now(r->loop);
-			return 1;
+		if (rc <= 0)
+			return tls_read_failed(r, h, rc);
+		h->end += (uint32_t)rc;
+		if (relay_framed(h) && r->state != R_PREAMBLE)
+			h->frame_left = (uint16_t)(h->frame_left - rc);
+		/* Aborting: what the peer sent before it saw our RESET goes nowhere. */
+		if (r->flags & F_ABORT) {
+			h->start = h->end = h->gate = 0;
+			relay_pump_drop_buf(r, h);
 		}
-		e = SSL_get_error(h->ssl, rc);
-		switch (e) {
-		case SSL_ERROR_WANT_READ:
-			h->flags &= (uint16_t) ~(H_RD_READY | H_READ_WANTS_WRITE);
-			relay_pump_drop_buf(r, h);
-			/*
-			 * A read that found nothing leaves OpenSSL's 17 KiB record buffer
-			 * allocated (RELEASE_BUFFERS frees it only after a whole record):
-			 * free it, so that an idle connection holds none.
-			 */
-			relay_tls_release(h->ssl);
-			return 0;
-		case SSL_ERROR_WANT_WRITE:
-			h->flags = (uint16_t)((h->flags | H_READ_WANTS_WRITE) & ~H_RD_READY);
-			relay_pump_drop_buf(r, h);
-			return 0;
-		case SSL_ERROR_ZERO_RETURN:
-			h->flags |= H_RD_EOF;
-			relay_pump_drop_buf(r, h);
-			return 1;
-		default:
-			/* Includes an end of stream without close_notify: a truncation. */
-			half_fail(r, h, relay_tls_error(e), relay_tls_reason(h->ssl, e, rc));
-			return -1;
-		}
+		tls_read_done(r, h);
+		return 1;
 	}
 	n = read(h->fd, h->buf + h->end, want);
 	if (n > 0) {
@@ -133,6 +243,101 @@ int relay_pump_read(struct relay *r, struct relay_half *h)
 	return -1;
 }
 
+/*
+ * Framed: moves what may go of s's buffer into a frame for h (h->wq): the preamble first
+ * (bytes that go as they are), then a data frame, then the END when s has ended and this
+ * takes its last bytes. Returns 1 when a frame was made, 0 when there is nothing to send,
+ * -1 when the relay was closed.
+ */
+static int frame_compose(struct relay *r, struct relay_half *h, struct relay_half *s)
+{
+	uint32_t raw = h == &r->up ? r->pre_len : 0, n = relay_ready(r, s), len = 0;
+	bool end;
+
+	if ((h->flags & H_WR_SHUT) || n < raw)
+		return 0;
+	n -= raw;
+	if (n > RELAY_FRAME_MAX - raw)
+		n = RELAY_FRAME_MAX - raw;
+	end = (s->flags & H_RD_EOF) && (s->buf == NULL || s->start + raw + n == s->end);
+	if (raw == 0 && n == 0 && !end)
+		return 0;
+	h->wq = loop_buf_get(r->loop);
+	if (h->wq == NULL) {
+		half_fail(r, h, -ENOMEM, NULL);
+		return -1;
+	}
+	if (raw > 0) {
+		memcpy(h->wq, s->buf + s->start, raw);
+		len = raw;
+	}
+	if (n > 0) {
+		put16(h->wq + len, n);
+		memcpy(h->wq + len + FRAME_HEAD, s->buf + s->start + raw, n);
+		len += FRAME_HEAD + n;
+	}
+	if (end) {
+		put16(h->wq + len, (r->flags & F_ABORT)   ? FRAME_RESET
+		                   : (r->flags & F_SPENT) ? FRAME_END_LAST
+		                                          : FRAME_END);
+		len += FRAME_HEAD;
+	}
+	h->wq_off = 0;
+	h->wq_len = (uint16_t)len;
+	h->wq_end = end;
+	if (s->buf != NULL) {
+		s->start += raw + n;
+		relay_pump_drop_buf(r, s);
+	}
+	r->pre_len = (uint8_t)(r->pre_len - raw);
+	h->written += n;
+	return 1;
+}
+
+/*
+ * Framed: writes h's frame, making the next one first when none is pending. A frame that
+ * the socket takes only in part (or not at all) stays in h->wq, and no other is made until
+ * it is out: SSL_write is retried with the same bytes. Returns as relay_pump_read.
+ */
+static int frame_write(struct relay *r, struct relay_half *h)
+{
+	struct relay_half *s = relay_other(r, h);
+	int rc, e, made = 0;
+
+	if (!(h->flags & H_WR_READY))
+		return 0;
+	if (h->wq == NULL) {
+		made = frame_compose(r, h, s);
+		if (made <= 0)
+			return made;
+	}
+	ERR_clear_error();
+	rc = SSL_write(h->ssl, h->wq + h->wq_off, h->wq_len - h->wq_off);
+	if (rc <= 0) {
+		e = SSL_get_error(h->ssl, rc);
+		if (e == SSL_ERROR_WANT_WRITE) {
+			h->flags &= (uint16_t)~H_WR_READY;
+			return made;
+		}
+		if (e == SSL_ERROR_WANT_READ) {
+			h->flags = (uint16_t)((h->flags | H_WRITE_WANTS_READ) & ~H_WR_READY);
+			return made;
+		}
+		half_fail(r, h, relay_tls_error(e), relay_tls_reason(h->ssl, e, rc));
+		return -1;
+	}
+	h->flags &= (uint16_t)~H_WRITE_WANTS_READ;
+	h->wq_off = (uint16_t)(h->wq_off + rc);
+	r->active_ms = loop_now(r->loop);
+	if (h->wq_off == h->wq_len) {
+		loop_buf_put(r->loop, h->wq);
+		h->wq = NULL;
+		if (h->wq_end)
+			h->flags |= H_WR_SHUT;
+	}
+	return 1;
+}
+
 /* Writes the other side's buffer to h. Returns as relay_pump_read. */
 static int half_write(struct relay *r, struct relay_half *h)
 {
@@ -140,6 +345,8 @@ static int half_write(struct relay *r, struct relay_half *h)
 	size_t len;
 	ssize_t n;
 
+	if (relay_framed(h))
+		return frame_write(r, h);
 	len = relay_ready(r, s);
 	if (len == 0 || !(h->flags & H_WR_READY))
 		return 0;
@@ -193,7 +400,8 @@ static int half_shut(struct relay *r, struct relay_half *h)
 {
 	struct relay_half *s = relay_other(r, h);
 
-	if ((h->flags & H_WR_SHUT) || !(s->flags & H_RD_EOF) || s->buf != NULL)
+	/* A framed side ends its direction with an END frame (frame_write), not a shutdown. */
+	if ((h->flags & H_WR_SHUT) || !(s->flags & H_RD_EOF) || s->buf != NULL || relay_framed(h))
 		return 0;
 	if (h->ssl != NULL) {
 		int rc, e;
@@ -238,7 +446,7 @@ static uint32_t half_interest(const struct relay *r, const struct relay_half *h)
 	if (half_may_read(r, h) && half_has_room(r, h))
 		ev |= (h->flags & H_READ_WANTS_WRITE) ? LOOP_WRITE : LOOP_READ;
 	if (r->state == R_RELAY && !(h->flags & H_WR_SHUT) &&
-	    (relay_ready(r, o) > 0 || ((o->flags & H_RD_EOF) && o->buf == NULL)))
+	    (relay_ready(r, o) > 0 || h->wq != NULL || ((o->flags & H_RD_EOF) && o->buf == NULL)))
 		ev |= (h->flags & H_WRITE_WANTS_READ) ? LOOP_READ : LOOP_WRITE;
 	return ev;
 }
@@ -302,8 +510,19 @@ void relay_pump(struct relay *r)
 			progress |= rc;
 		}
 		if ((r->down.flags & H_WR_SHUT) && (r->up.flags & H_WR_SHUT)) {
-			relay_end(r, RELAY_OK, RELAY_DOWN, 0, NULL);
-			return;
+			if (!(r->flags & F_ABORT)) {
+				relay_end(r, RELAY_OK, RELAY_DOWN, 0, NULL);
+				return;
+			}
+			/* Aborted: over once the peer's end came too. */
+			if (relay_framed(&r->down) ? (r->down.flags & H_END_IN)
+			                           : (r->up.flags & H_END_IN)) {
+				r->flags |= F_ABORT_DONE;
+				relay_end(r, (enum relay_result)r->abort_result,
+				          (enum relay_side)r->abort_side, r->abort_error,
+				          r->abort_reason);
+				return;
+			}
 		}
 		if (!progress) {
 			relay_pump_update(r);

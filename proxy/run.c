@@ -22,18 +22,24 @@
 #include "creds.h"
 #include "identity.h"
 #include "listener.h"
+#include "pool.h"
 #include "relay.h"
 #include "run.h"
 #include "settings.h"
 
 #define PROG            "meshlet-proxy run"
-#define RUN_ALPN        "meshlet/1"
+/* Tunnel protocol 2 (streams over kept connections) first; 1 for older peers. */
+#define RUN_ALPN        "meshlet/2,meshlet/1"
+#define RUN_ALPN_V1     "meshlet/1"
+#define RUN_ALPN_2      "meshlet/2"
 #define RUN_MAX_STATIC  16
 #define RUN_MAX_WORKERS 64
 /* Destinations remembered as having no sidecar, per worker. */
 #define RUN_FALLBACK_SLOTS 1024
 /* TLS sessions kept for resumption, one per upstream address, per worker. */
 #define RUN_SESSION_SLOTS 256
+/* Idle tunnels kept per worker for later streams (protocol 2). */
+#define RUN_POOL_MAX 1024
 
 enum run_kind { RUN_OUTBOUND, RUN_INBOUND, RUN_TUNNEL, RUN_ORIGINATE, RUN_TERMINATE, RUN_KINDS };
 static const char *const run_kind_names[] = { "outbound",  "inbound",   "tunnel",
@@ -79,6 +85,13 @@ static struct metrics_counter run_fallbacks = METRICS_COUNTER(
 static struct metrics_counter run_strict_refusals = METRICS_COUNTER(
     "meshlet_proxy_strict_refusals_total",
     "Plaintext inbound connections refused because mutual TLS is STRICT.", NULL, NULL);
+static const char *const run_tunnel_names[] = { "new", "reused", NULL };
+static struct metrics_counter run_tunnel_streams = METRICS_COUNTER(
+    "meshlet_proxy_tunnel_streams_total",
+    "Connections carried in mutual TLS, by whether their TLS connection was new or one kept "
+    "from an earlier connection (tunnel protocol 2), by listener side (client: outbound "
+    "and originate; server: tunnel and terminate).",
+    "tunnel", run_tunnel_names);
 
 /* A static listener's target. */
 struct run_static {
@@ -103,6 +116,8 @@ struct run_conn {
 	const struct run_static *st;
 	bool mtls;
 	bool fell_back;
+	struct run_conn *idle_next, *idle_prev; /* server side: a kept tunnel between streams */
+	bool idle;
 	struct sockaddr_storage orig; /* outbound: the original destination */
 	struct sockaddr_storage up;   /* the upstream a TLS session is for */
 };
@@ -142,6 +157,8 @@ struct run_worker {
 	size_t nlistens;
 	struct run_fallback fallback[RUN_FALLBACK_SLOTS];
 	struct run_session sessions[RUN_SESSION_SLOTS];
+	struct pool *pool;       /* client side: idle tunnels to start streams on */
+	struct run_conn *idle;   /* server side: kept tunnels waiting for a stream */
 };
 
 struct run {
@@ -401,6 +418,42 @@ static int run_authorize(struct relay *r, struct run_conn *c, uint16_t port)
 	return d.allow ? 0 : -EACCES;
 }
 
+/* Server side: a kept tunnel joins (or leaves) its worker's list of idle ones. */
+static void run_idle_link(struct run_conn *c)
+{
+	struct run_worker *w = c->w;
+
+	c->idle = true;
+	c->idle_prev = NULL;
+	c->idle_next = w->idle;
+	if (w->idle != NULL)
+		w->idle->idle_prev = c;
+	w->idle = c;
+}
+
+static void run_idle_unlink(struct run_conn *c)
+{
+	if (!c->idle)
+		return;
+	if (c->idle_prev != NULL)
+		c->idle_prev->idle_next = c->idle_next;
+	else
+		c->w->idle = c->idle_next;
+	if (c->idle_next != NULL)
+		c->idle_next->idle_prev = c->idle_prev;
+	c->idle = false;
+}
+
+/* Whether the handshake on ssl chose tunnel protocol 2. */
+static bool run_alpn_2(SSL *ssl)
+{
+	const unsigned char *p;
+	unsigned int n;
+
+	SSL_get0_alpn_selected(ssl, &p, &n);
+	return n == sizeof(RUN_ALPN_2) - 1 && memcmp(p, RUN_ALPN_2, n) == 0;
+}
+
 /*
  * Authorization hook: a TLS peer must have a verified SPIFFE ID of our trust domain, and a
  * static originate listener's upstream must be the ID it names.
@@ -417,18 +470,36 @@ static int run_on_handshake(struct relay *r, const struct relay_peer *peer)
 		          LOG_STR("peer", peer->id_text != NULL ? peer->id_text : "(none)"));
 		return -EACCES;
 	}
+	metrics_inc(&run_tunnel_streams, 0);
+	/* Protocol 2: streams; a terminate listener authorizes each (on_preamble). */
+	if (run_alpn_2(peer->ssl))
+		return relay_set_framed(r, peer->side);
 	/* A static terminate listener: the application's port is its upstream's. */
 	if (peer->side == RELAY_DOWN && c->kind == RUN_TERMINATE)
 		return run_authorize(r, c, run_port_of(&c->st->upstream));
 	return 0;
 }
 
-/* Tunnel: the preamble names the application's port; connect to it on this pod. */
+/*
+ * Tunnel: the preamble names the application's port; connect to it on this pod. A static
+ * terminate listener (protocol 2) goes to its upstream whatever the port.
+ */
 static int run_on_preamble(struct relay *r, const struct preamble *p)
 {
+	struct run_conn *c = relay_data(r);
 	struct sockaddr_storage local;
 	socklen_t len = sizeof(local);
 
+	if (c->idle) {
+		run_idle_unlink(c);
+		metrics_inc(&run_tunnel_streams, 1);
+	}
+	if (c->kind == RUN_TERMINATE) {
+		if (run_authorize(r, c, run_port_of(&c->st->upstream)) < 0)
+			return -EACCES;
+		return relay_set_upstream(r, (const struct sockaddr *)&c->st->upstream,
+		                          c->st->upstream_len, NULL, NULL);
+	}
 	/* The address the tunnel connection came to is this pod's own address. */
 	if (getsockname(relay_fd(r, RELAY_DOWN), (struct sockaddr *)&local, &len) < 0)
 		return -errno;
@@ -461,11 +532,18 @@ static int run_on_upstream_failed(struct relay *r, int err)
 static void run_on_close(struct relay *r, const struct relay_stats *st)
 {
 	struct run_conn *c = relay_data(r);
+	struct run_worker *w = c->w;
 	SSL *up_ssl = relay_ssl(r, RELAY_UP);
+	char src[64], dst[64];
 
 	if (up_ssl != NULL)
 		SSL_set_ex_data(up_ssl, run_conn_index, NULL);
-	char src[64], dst[64];
+	/* A kept tunnel that ended between streams: there is no connection to report. */
+	if (st->idle_end) {
+		run_idle_unlink(c);
+		free(c);
+		return;
+	}
 
 	metrics_inc(&run_results, st->result);
 	metrics_add(&run_bytes_up, c->kind, st->bytes_up);
@@ -495,6 +573,7 @@ static void run_on_close(struct relay *r, const struct relay_stats *st)
 		         LOG_INT("bytes_up", st->bytes_up), LOG_INT("bytes_down", st->bytes_down),
 		         LOG_INT("duration_ms", st->duration_ms),
 		         LOG_BOOL("resumed", up_ssl != NULL && SSL_session_reused(up_ssl)),
+		         LOG_BOOL("reused", st->reused),
 		         LOG_STR("policy", c->policy[0] != '\0' ? c->policy : NULL),
 		         LOG_INT("rule", c->rule),
 		         LOG_STR("result", relay_result_names[st->result]),
@@ -503,7 +582,41 @@ static void run_on_close(struct relay *r, const struct relay_stats *st)
 		                           : st->error < 0 ? err_str(st->error)
 		                                           : ""));
 	}
+	/* Protocol 2: the TLS connection carries the next stream, unless we are going. */
+	if (st->reusable && !atomic_load(&w->run->draining)) {
+		if ((c->kind == RUN_TUNNEL || c->kind == RUN_TERMINATE) && relay_next_stream(r) == 0) {
+			c->app_port = 0;
+			c->rule = -1;
+			c->policy[0] = '\0';
+			run_idle_link(c);
+			return;
+		}
+		if (c->kind == RUN_OUTBOUND || c->kind == RUN_ORIGINATE)
+			pool_put(w->pool, (const struct sockaddr *)&st->dst, c->st, relay_take_tunnel(r));
+	}
 	free(c);
+}
+
+/*
+ * A mutual TLS upstream for r: a kept tunnel to it when the pool has one (protocol 2, no
+ * handshake), else a new TLS connection that resumes the session kept for it.
+ */
+static int run_upstream(struct relay *r, struct run_conn *c, const struct sockaddr_storage *up,
+                        SSL_CTX *ctx, const struct preamble *pre)
+{
+	struct relay_tunnel *t = pool_take(c->w->pool, (const struct sockaddr *)up, c->st, ctx);
+	int err;
+
+	if (t != NULL) {
+		err = relay_use_tunnel(r, (const struct sockaddr *)up, run_len(up), t, pre);
+		if (err == 0)
+			metrics_inc(&run_tunnel_streams, 1);
+		return err;
+	}
+	err = relay_set_upstream(r, (const struct sockaddr *)up, run_len(up), ctx, pre);
+	if (err == 0)
+		run_resume(r, c, up);
+	return err;
 }
 
 /* Starts the relay of one accepted connection, as its listener's kind says. */
@@ -592,11 +705,11 @@ static void run_accept(struct listener *l, int fd, const struct sockaddr *peer, 
 			c->mtls = true;
 			preamble_from_sockaddr(&pre, (struct sockaddr *)&dst);
 			run_set_port(&dst, (uint16_t)run->cfg.port_tunnel);
+			err = run_upstream(r, c, &dst, up, &pre);
+		} else {
+			err = relay_set_upstream(r, (struct sockaddr *)&dst, run_len(&dst), NULL,
+			                         NULL);
 		}
-		err = relay_set_upstream(r, (struct sockaddr *)&dst, run_len(&dst), up,
-		                         up != NULL ? &pre : NULL);
-		if (err == 0 && up != NULL)
-			run_resume(r, c, &dst);
 		break;
 	case RUN_INBOUND:
 		err = run_authorize(r, c, run_port_of(&dst));
@@ -609,10 +722,7 @@ static void run_accept(struct listener *l, int fd, const struct sockaddr *peer, 
 		if (up == NULL)
 			goto close;
 		c->mtls = true;
-		err = relay_set_upstream(r, (const struct sockaddr *)&c->st->upstream,
-		                         c->st->upstream_len, up, NULL);
-		if (err == 0)
-			run_resume(r, c, &c->st->upstream);
+		err = run_upstream(r, c, &c->st->upstream, up, NULL);
 		break;
 	case RUN_TERMINATE:
 		err = relay_set_upstream(r, (const struct sockaddr *)&c->st->upstream,
@@ -718,6 +828,7 @@ static void run_metrics(FILE *f, void *arg)
 	metrics_write_counter(f, &run_denials);
 	metrics_write_counter(f, &run_fallbacks);
 	metrics_write_counter(f, &run_strict_refusals);
+	metrics_write_counter(f, &run_tunnel_streams);
 	metrics_write_counter(f, &run_policy_checks);
 	authz_metrics(run->authz, f);
 	metrics_write_gauge(f, "meshlet_proxy_active_connections", "Connections open now.",
@@ -858,6 +969,17 @@ static void run_close_listener(struct loop *loop, void *arg)
 	listener_free(arg);
 }
 
+/* Draining, on a worker's thread: idle tunnels go now, client and server side. */
+static void run_close_idle(struct loop *loop, void *arg)
+{
+	struct run_worker *w = arg;
+
+	(void)loop;
+	pool_flush(w->pool);
+	while (w->idle != NULL)
+		relay_close(w->idle->r, RELAY_CLOSED); /* on_close unlinks it */
+}
+
 /* After SIGTERM: stop accepting, report not ready, let connections end or time out. */
 static void run_drain(struct run *run)
 {
@@ -872,6 +994,7 @@ static void run_drain(struct run *run)
 			              run->workers[i].listens[j].l) == 0)
 				run->workers[i].listens[j].l = NULL;
 		}
+		(void)loop_post(run->workers[i].loop, run_close_idle, &run->workers[i]);
 	}
 	while (atomic_load(&run->limit.active) > 0 && time_mono_ms() < deadline)
 		usleep(50 * 1000);
@@ -910,7 +1033,9 @@ int run_main(int argc, char **argv)
 
 	run_conn_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 	run->creds = creds_new(&(struct creds_options){ .trust_domain = run->cfg.trust_domain,
-	                                                .alpn = RUN_ALPN,
+	                                                .alpn = run->cfg.tunnel_reuse
+	                                                            ? RUN_ALPN
+	                                                            : RUN_ALPN_V1,
 	                                                .client_new_session = run_new_session });
 	if (run->creds == NULL) {
 		fprintf(stderr, PROG ": out of memory\n");
@@ -955,6 +1080,11 @@ int run_main(int argc, char **argv)
 		w->loop = loop_new(&rc);
 		if (w->loop == NULL) {
 			fprintf(stderr, PROG ": cannot start a worker: %s\n", err_str(rc));
+			goto out;
+		}
+		w->pool = pool_new(w->loop, RUN_POOL_MAX, RELAY_TUNNEL_REUSE_MS);
+		if (w->pool == NULL) {
+			fprintf(stderr, PROG ": out of memory\n");
 			goto out;
 		}
 		if (run->cfg.capture) {
@@ -1008,7 +1138,12 @@ out:
 			listener_free(w->listens[j].l);
 		for (size_t j = 0; j < RUN_SESSION_SLOTS; j++)
 			SSL_SESSION_free(w->sessions[j].sess);
+		/* The loop's thread is gone: close what is kept idle here, then free the loop
+		 * (which runs the posted calls and the relays' frees), then the empty pool. */
+		if (w->pool != NULL)
+			run_close_idle(w->loop, w);
 		loop_free(w->loop);
+		pool_free(w->pool);
 	}
 	admin_stop(run->admin);
 	identity_stop(run->identity);

@@ -135,6 +135,10 @@ static const struct config_key settings_keys[] = {
 	CONFIG_DURATION("outbound.fallback_ttl", S, fallback_ttl, CONFIG_SECONDS(1),
 	                CONFIG_HOURS(1), "60s",
 	                "how long a destination without a sidecar is remembered as one"),
+	CONFIG_BOOL("tunnel.reuse", S, tunnel_reuse, "true",
+	            "keep mutual TLS connections between proxies and start later connections "
+	            "on them (tunnel protocol 2: no handshake per connection); false: one TLS "
+	            "connection per proxied connection (protocol 1)"),
 	CONFIG_DURATION("timeouts.drain", S, drain_timeout, 0, CONFIG_MINUTES(10), "30s",
 	                "after SIGTERM, how long open connections may finish"),
 	CONFIG_BOOL("access_log", S, access_log, "false",

@@ -36,6 +36,7 @@ struct settings {
 	char *ca_server_name;
 	int64_t svid_ttl;
 	bool capture;
+	bool tunnel_reuse;
 	struct config_strlist static_listeners;
 	char *mesh_ranges;
 	char *mtls_required_ranges;

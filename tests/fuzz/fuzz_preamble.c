@@ -26,7 +26,7 @@ static bool same(const struct preamble *a, const struct preamble *b)
 {
 	size_t alen = a->family == AF_INET ? 4 : a->family == AF_INET6 ? 16 : 0;
 
-	return a->port == b->port && a->flags == b->flags && a->family == b->family &&
+	return a->version == b->version && a->port == b->port && a->flags == b->flags && a->family == b->family &&
 	       memcmp(a->addr, b->addr, alen) == 0;
 }
 
@@ -83,6 +83,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* The other way: a struct made from the bytes. */
 	if (size >= 20) {
 		memset(&p, 0, sizeof(p));
+		p.version = (uint8_t)(1 + data[2] / 3 % 2);
 		p.port = (uint16_t)(data[0] << 8 | data[1]);
 		p.family = data[2] % 3 == 0 ? AF_UNSPEC : data[2] % 3 == 1 ? AF_INET : AF_INET6;
 		memcpy(p.addr, data + 3, 16);

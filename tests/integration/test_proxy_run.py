@@ -199,17 +199,26 @@ def test_http_through_the_pair(mesh):
 
 
 def test_later_connections_resume_the_tls_session(mesh):
-    """The client proxy keeps the server proxy's session ticket and resumes with it."""
+    """The client proxy keeps the server proxy's session ticket and resumes with it, when
+    it makes a new TLS connection: with protocol 1 (tunnel.reuse: false), every time."""
     import urllib.request
-    for i in range(3):
-        with urllib.request.urlopen(f"http://127.0.0.1:{mesh['ports']['a_http']}/s{i}",
-                                    timeout=5) as r:
-            assert r.status == 200
-    assert wait_for(lambda: len([l for l in mesh["client"].log()
-                                 if l["msg"] == "connection"]) >= 3)
-    lines = [l for l in mesh["client"].log() if l["msg"] == "connection"]
-    assert any(l["resumed"] for l in lines[-2:]), lines[-3:]
-    assert all(l["peer"] == "spiffe://example.org/ns/default/sa/server" for l in lines[-3:])
+    d, port = mesh["dir"], free_port()
+    client = Proxy(d, "client", f"originate 127.0.0.1:{port} "
+                   f"127.0.0.1:{mesh['ports']['b_http']}", mesh["tokens"]["client"],
+                   mesh["ca_env"], config="tunnel:\n  reuse: false\n")
+    try:
+        assert wait_for(client.ready)
+        for i in range(3):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/s{i}", timeout=5) as r:
+                assert r.status == 200
+        assert wait_for(lambda: len([l for l in client.log()
+                                     if l["msg"] == "connection"]) >= 3)
+        lines = [l for l in client.log() if l["msg"] == "connection"]
+        assert not any(l["reused"] for l in lines), lines
+        assert any(l["resumed"] for l in lines[-2:]), lines[-3:]
+        assert all(l["peer"] == "spiffe://example.org/ns/default/sa/server" for l in lines)
+    finally:
+        assert client.stop() == 0
 
 
 def test_one_gib_byte_for_byte_and_half_close(mesh):

@@ -690,6 +690,70 @@ static void test_install_refuses(void **state)
 	creds_free(c);
 }
 
+/* The protocol a server of our ALPN list picks for a client that offers wire. */
+static void alpn_pick(const char *ours, const unsigned char *wire, unsigned len,
+                      const char *want)
+{
+	struct creds *web = creds_new(&(struct creds_options){ .trust_domain = TD, .alpn = ours });
+	SSL_CTX *cctx = raw_ctx(false, &fx.db, NULL), *sctx;
+	const unsigned char *alpn;
+	unsigned int alen;
+	struct err e = { 0 };
+	struct hs h;
+
+	assert_non_null(web);
+	assert_int_equal(SSL_CTX_set_alpn_protos(cctx, wire, len), 0);
+	assert_int_equal(creds_install(web, fx.web.chain, fx.web.key, fx.roots, &e), 0);
+	sctx = creds_server_ctx(web);
+	hs_start(&h, cctx, sctx);
+	hs_run(&h);
+	assert_int_equal(h.sdone, 1);
+	SSL_get0_alpn_selected(h.s, &alpn, &alen);
+	assert_int_equal(alen, strlen(want));
+	assert_memory_equal(alpn, want, alen);
+	hs_free(&h);
+	SSL_CTX_free(cctx);
+	SSL_CTX_free(sctx);
+	creds_free(web);
+}
+
+static void test_alpn_list(void **state)
+{
+	static const unsigned char v1[] = "\x09meshlet/1";
+	static const unsigned char v1_v2[] = "\x09meshlet/1\x09meshlet/2";
+	static const unsigned char h2_v2[] = "\x02h2\x09meshlet/2";
+	struct creds *both = creds_new(
+	    &(struct creds_options){ .trust_domain = TD, .alpn = "meshlet/2,meshlet/1" });
+	struct creds *old = creds_new(&(struct creds_options){ .trust_domain = TD, .alpn = ALPN });
+	struct err e = { 0 };
+	const unsigned char *alpn;
+	unsigned int alen;
+	struct hs h;
+
+	(void)state;
+	/* The server's order decides: its first protocol that the client offers. */
+	alpn_pick("meshlet/2,meshlet/1", v1, sizeof(v1) - 1, "meshlet/1");
+	alpn_pick("meshlet/2,meshlet/1", v1_v2, sizeof(v1_v2) - 1, "meshlet/2");
+	alpn_pick("meshlet/2,meshlet/1", h2_v2, sizeof(h2_v2) - 1, "meshlet/2");
+	alpn_pick("meshlet/1", v1_v2, sizeof(v1_v2) - 1, "meshlet/1");
+	/* A client of both protocols and a server of protocol 1 only agree on 1. */
+	assert_non_null(both);
+	assert_non_null(old);
+	assert_int_equal(creds_install(both, fx.db.chain, fx.db.key, fx.roots, &e), 0);
+	assert_int_equal(creds_install(old, fx.web.chain, fx.web.key, fx.roots, &e), 0);
+	assert_true(creds_pair(&h, both, old));
+	SSL_get0_alpn_selected(h.c, &alpn, &alen);
+	assert_int_equal(alen, 9);
+	assert_memory_equal(alpn, "meshlet/1", 9);
+	hs_free(&h);
+	creds_free(both);
+	creds_free(old);
+	/* Empty names are refused. */
+	assert_null(creds_new(&(struct creds_options){ .trust_domain = TD, .alpn = "a,,b" }));
+	assert_null(creds_new(&(struct creds_options){ .trust_domain = TD, .alpn = "a," }));
+	assert_null(creds_new(&(struct creds_options){ .trust_domain = TD, .alpn = ",a" }));
+}
+
 static void test_new_bad_options(void **state)
 {
 	(void)state;
@@ -847,6 +911,7 @@ int main(void)
 		cmocka_unit_test(test_expect_peer),
 		cmocka_unit_test(test_no_client_certificate),
 		cmocka_unit_test(test_alpn),
+		cmocka_unit_test(test_alpn_list),
 		cmocka_unit_test(test_rotation),
 		cmocka_unit_test(test_install_refuses),
 		cmocka_unit_test(test_new_bad_options),

@@ -35,26 +35,30 @@ struct invalid {
 };
 
 static const struct valid valids[] = {
-	{ "port only", { H(0x1f, 0x90, 0, 0) }, 10, { .port = 8080 } },
-	{ "port 1", { H(0, 1, 0, 0) }, 10, { .port = 1 } },
-	{ "port 65535", { H(0xff, 0xff, 0, 0) }, 10, { .port = 65535 } },
+	{ "port only", { H(0x1f, 0x90, 0, 0) }, 10, { .version = 1, .port = 8080 } },
+	{ "version 2",
+	  { 'M', 'S', 'H', 'L', 2, 0, 0x1f, 0x90, 0, 6, 0x01, 4, 10, 0, 0, 9 },
+	  16,
+	  { .version = 2, .port = 8080, .family = AF_INET, .addr = { 10, 0, 0, 9 } } },
+	{ "port 1", { H(0, 1, 0, 0) }, 10, { .version = 1, .port = 1 } },
+	{ "port 65535", { H(0xff, 0xff, 0, 0) }, 10, { .version = 1, .port = 65535 } },
 	{ "IPv4",
 	  { H(0, 80, 0, 6), 0x01, 4, 10, 0, 0, 7 },
 	  16,
-	  { .port = 80, .family = AF_INET, .addr = { 10, 0, 0, 7 } } },
+	  { .version = 1, .port = 80, .family = AF_INET, .addr = { 10, 0, 0, 7 } } },
 	{ "IPv6",
 	  { H(0x01, 0xbb, 0, 18), 0x02, 16, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1 },
 	  28,
-	  { .port = 443, .family = AF_INET6, .addr = { 0xfd, [15] = 1 } } },
+	  { .version = 1, .port = 443, .family = AF_INET6, .addr = { 0xfd, [15] = 1 } } },
 	{ "optional field skipped",
 	  { H(0, 22, 0, 5), 0x80, 3, 'a', 'b', 'c' },
 	  15,
-	  { .port = 22 } },
-	{ "empty optional field", { H(0, 22, 0, 2), 0xff, 0 }, 12, { .port = 22 } },
+	  { .version = 1, .port = 22 } },
+	{ "empty optional field", { H(0, 22, 0, 2), 0xff, 0 }, 12, { .version = 1, .port = 22 } },
 	{ "IPv4 then optional fields",
 	  { H(0, 53, 0, 9), 0x01, 4, 192, 168, 1, 1, 0x81, 1, 'x' },
 	  19,
-	  { .port = 53, .family = AF_INET, .addr = { 192, 168, 1, 1 } } },
+	  { .version = 1, .port = 53, .family = AF_INET, .addr = { 192, 168, 1, 1 } } },
 };
 
 static const struct invalid invalids[] = {
@@ -64,7 +68,7 @@ static const struct invalid invalids[] = {
 	{ "an HTTP request", "GET / HTTP/1.1\r\n", 16, ERR_PREAMBLE_MAGIC, 1 },
 	{ "a TLS record", { 0x16, 0x03, 0x01, 0x00, 0xc8 }, 5, ERR_PREAMBLE_MAGIC, 1 },
 	{ "version 0", { 'M', 'S', 'H', 'L', 0, 0, 0, 80, 0, 0 }, 10, ERR_PREAMBLE_VERSION, 5 },
-	{ "version 2", { 'M', 'S', 'H', 'L', 2, 0, 0, 80, 0, 0 }, 10, ERR_PREAMBLE_VERSION, 5 },
+	{ "version 3", { 'M', 'S', 'H', 'L', 3, 0, 0, 80, 0, 0 }, 10, ERR_PREAMBLE_VERSION, 5 },
 	{ "version 255", { 'M', 'S', 'H', 'L', 255 }, 5, ERR_PREAMBLE_VERSION, 5 },
 	{ "flag bit 0", { 'M', 'S', 'H', 'L', 1, 1, 0, 80, 0, 0 }, 10, ERR_PREAMBLE_FLAGS, 6 },
 	{ "flag bit 7", { 'M', 'S', 'H', 'L', 1, 0x80, 0, 80, 0, 0 }, 10, ERR_PREAMBLE_FLAGS, 6 },
@@ -126,6 +130,7 @@ static void check_valid(const struct valid *v)
 	}
 	memset(&got, 0xaa, sizeof(got));
 	assert_int_equal(preamble_parse(v->bytes, v->len, &got), (int)v->len);
+	assert_int_equal(got.version, v->want.version);
 	assert_int_equal(got.port, v->want.port);
 	assert_int_equal(got.flags, 0);
 	assert_int_equal(got.family, v->want.family);
@@ -146,7 +151,7 @@ static void test_valid(void **state)
 
 static void test_largest(void **state)
 {
-	struct valid v = { .name = "largest", .len = PREAMBLE_MAX, .want = { .port = 9 } };
+	struct valid v = { .name = "largest", .len = PREAMBLE_MAX, .want = { .version = 1, .port = 9 } };
 	uint8_t *f = v.bytes + PREAMBLE_HEADER;
 
 	(void)state;
@@ -187,12 +192,13 @@ static void test_round_trip(void **state)
 	struct preamble p, got;
 
 	(void)state;
-	for (size_t i = 0; i < 4; i++) {
+	for (size_t i = 0; i < 8; i++) {
 		for (size_t j = 0; j < 3; j++) {
 			int n;
 
 			memset(&p, 0, sizeof(p));
-			p.port = ports[i];
+			p.version = i < 4 ? 1 : 2;
+			p.port = ports[i % 4];
 			p.family = families[j];
 			for (int b = 0; b < 16; b++)
 				p.addr[b] = (uint8_t)(b * 17 + i);
@@ -201,6 +207,7 @@ static void test_round_trip(void **state)
 			                    : families[j] == AF_INET ? 16
 			                                             : 28);
 			assert_int_equal(preamble_parse(buf, (size_t)n, &got), n);
+			assert_int_equal(got.version, p.version);
 			assert_int_equal(got.port, p.port);
 			assert_int_equal(got.family, p.family);
 			if (p.family != AF_UNSPEC)
@@ -224,6 +231,12 @@ static void test_encode_errors(void **state)
 	p.flags = 1;
 	assert_int_equal(preamble_encode(&p, buf, sizeof(buf)), -EINVAL);
 	p.flags = 0;
+	p.version = 3;
+	assert_int_equal(preamble_encode(&p, buf, sizeof(buf)), -EINVAL);
+	/* 0 is version 1, for callers that fill only the port. */
+	p.version = 0;
+	assert_int_equal(preamble_encode(&p, buf, sizeof(buf)), 10);
+	assert_int_equal(buf[4], 1);
 	p.family = AF_UNIX;
 	assert_int_equal(preamble_encode(&p, buf, sizeof(buf)), -EINVAL);
 }

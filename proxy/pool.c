@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Idle tunnels (protocol 2) kept by a worker, by destination, for later streams. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "pool.h"
+
+#define POOL_BUCKETS 64
+
+/* Not used when its certificates expire sooner than this: a stream needs time to run. */
+#define POOL_CERT_MARGIN_S 5
+
+struct pool_entry {
+	struct pool_entry *next, *prev; /* in its bucket, most recent first */
+	struct pool *pool;
+	struct sockaddr_storage addr;
+	const void *owner;
+	struct relay_tunnel *t;
+	struct loop_timer timer;
+};
+
+struct pool {
+	struct loop *loop;
+	size_t n, max;
+	uint32_t idle_ms;
+	struct pool_entry *buckets[POOL_BUCKETS];
+};
+
+#define container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
+
+static socklen_t addr_len(const struct sockaddr *a)
+{
+	return a->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+}
+
+static size_t bucket_of(const struct sockaddr *a, const void *owner)
+{
+	const unsigned char *p = (const unsigned char *)a;
+	uint32_t h = 2166136261u;
+
+	for (socklen_t i = 0; i < addr_len(a); i++)
+		h = (h ^ p[i]) * 16777619u;
+	h ^= (uint32_t)((uintptr_t)owner >> 4);
+	return (h * 2654435761u) >> 26; /* 64 buckets */
+}
+
+/* Out of the pool: unwatched, the timer stopped; the entry is freed, the tunnel kept. */
+static struct relay_tunnel *entry_remove(struct pool_entry *e)
+{
+	struct pool *p = e->pool;
+	struct relay_tunnel *t = e->t;
+
+	if (e->prev != NULL)
+		e->prev->next = e->next;
+	else
+		p->buckets[bucket_of((struct sockaddr *)&e->addr, e->owner)] = e->next;
+	if (e->next != NULL)
+		e->next->prev = e->prev;
+	loop_timer_stop(p->loop, &e->timer);
+	loop_unwatch(p->loop, t->fd);
+	p->n--;
+	free(e);
+	return t;
+}
+
+/* The peer said something while the tunnel was idle (a close, a reset): it is over. */
+static void pool_io(struct loop *loop, int fd, uint32_t events, void *arg)
+{
+	(void)loop;
+	(void)fd;
+	(void)events;
+	relay_tunnel_close(entry_remove(arg));
+}
+
+static void pool_expire(struct loop *loop, struct loop_timer *t)
+{
+	(void)loop;
+	relay_tunnel_close(entry_remove(container_of(t, struct pool_entry, timer)));
+}
+
+struct pool *pool_new(struct loop *loop, size_t max, uint32_t idle_ms)
+{
+	struct pool *p = calloc(1, sizeof(*p));
+
+	if (p == NULL)
+		return NULL;
+	p->loop = loop;
+	p->max = max;
+	p->idle_ms = idle_ms;
+	return p;
+}
+
+void pool_flush(struct pool *p)
+{
+	for (size_t i = 0; i < POOL_BUCKETS; i++)
+		while (p->buckets[i] != NULL)
+			relay_tunnel_close(entry_remove(p->buckets[i]));
+}
+
+void pool_free(struct pool *p)
+{
+	if (p == NULL)
+		return;
+	pool_flush(p);
+	free(p);
+}
+
+size_t pool_size(const struct pool *p)
+{
+	return p->n;
+}
+
+void pool_put(struct pool *p, const struct sockaddr *addr, const void *owner,
+              struct relay_tunnel *t)
+{
+	struct pool_entry *e = NULL;
+	size_t b = bucket_of(addr, owner);
+
+	if (t == NULL)
+		return;
+	if (p->n >= p->max || (e = calloc(1, sizeof(*e))) == NULL) {
+		relay_tunnel_close(t);
+		return;
+	}
+	if (loop_watch(p->loop, t->fd, LOOP_READ, pool_io, e) < 0) {
+		free(e);
+		relay_tunnel_close(t);
+		return;
+	}
+	e->pool = p;
+	memcpy(&e->addr, addr, addr_len(addr));
+	e->owner = owner;
+	e->t = t;
+	loop_timer_init(&e->timer, pool_expire);
+	if (loop_timer_set(p->loop, &e->timer, p->idle_ms) < 0) {
+		loop_unwatch(p->loop, t->fd);
+		free(e);
+		relay_tunnel_close(t);
+		return;
+	}
+	e->next = p->buckets[b];
+	if (e->next != NULL)
+		e->next->prev = e;
+	p->buckets[b] = e;
+	p->n++;
+}
+
+/* Whether the socket is quiet: no byte, end or error waiting (the peer has not closed). */
+static bool tunnel_quiet(const struct relay_tunnel *t)
+{
+	char c;
+
+	if (SSL_has_pending(t->ssl))
+		return false;
+	return recv(t->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) < 0 &&
+	       (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+struct relay_tunnel *pool_take(struct pool *p, const struct sockaddr *addr, const void *owner,
+                               SSL_CTX *ctx)
+{
+	size_t b = bucket_of(addr, owner);
+	struct pool_entry *e = p->buckets[b], *next;
+	time_t now = time(NULL);
+
+	for (; e != NULL; e = next) {
+		struct relay_tunnel *t;
+
+		next = e->next;
+		if (e->owner != owner || e->addr.ss_family != addr->sa_family ||
+		    memcmp(&e->addr, addr, addr_len(addr)) != 0)
+			continue;
+		t = entry_remove(e);
+		if (SSL_get_SSL_CTX(t->ssl) == ctx && t->not_after > now + POOL_CERT_MARGIN_S &&
+		    tunnel_quiet(t))
+			return t;
+		relay_tunnel_close(t);
+	}
+	return NULL;
+}

@@ -1,0 +1,355 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Tunnel protocol 2 ("meshlet/2"): proxy pairs keep their mutual TLS connections and carry
+one application connection after another on them. Real proxies on loopback with
+identities from a real meshlet-ca, and a client of our own written from the protocol's
+description (docs/proxy.md) to check the wire format independently."""
+import json
+import socket
+import ssl
+import struct
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from cahelp import CADir, CAServer
+from conftest import binary, run
+from test_proxy_run import Backend, Proxy, free_port, wait_for
+
+SERVER_ID = "spiffe://example.org/ns/default/sa/server"
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    d = CADir(tmp_path_factory.mktemp("tunnel"))
+    ca = CAServer(d)
+    tokens = {}
+    for sa in ("client", "server"):
+        tokens[sa] = d.path / f"token-{sa}"
+        tokens[sa].write_text(d.token(sa=sa) + "\n")
+    backend = Backend()
+    yield {"dir": d, "ca": ca, "backend": backend, "tokens": tokens,
+           "ca_env": {"MESHLET_CA_ADDRESS": f"localhost:{ca.port}"}}
+    backend.stop()
+    ca.stop()
+
+
+class Pair:
+    """A client-side proxy (originate) and a server-side proxy (terminate) to upstream."""
+
+    def __init__(self, env, upstream, client_cfg="", server_cfg=""):
+        self.b_port, self.a_port = free_port(), free_port()
+        self.server = Proxy(env["dir"], "server", f"terminate 127.0.0.1:{self.b_port} "
+                            f"127.0.0.1:{upstream}", env["tokens"]["server"], env["ca_env"],
+                            config=server_cfg)
+        self.client = Proxy(env["dir"], "client", f"originate 127.0.0.1:{self.a_port} "
+                            f"127.0.0.1:{self.b_port} {SERVER_ID}", env["tokens"]["client"],
+                            env["ca_env"], config=client_cfg)
+        assert wait_for(self.server.ready), self.server.log_path.read_text()
+        assert wait_for(self.client.ready), self.client.log_path.read_text()
+
+    def get(self, path):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.a_port}{path}", timeout=10) as r:
+            return json.loads(r.read())
+
+    def streams(self, proxy):
+        """meshlet_proxy_tunnel_streams_total of one proxy: {"new": n, "reused": m}."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{proxy.admin}/metrics",
+                                    timeout=5) as r:
+            text = r.read().decode()
+        out = {}
+        for line in text.splitlines():
+            if line.startswith("meshlet_proxy_tunnel_streams_total{"):
+                out[line.split('"')[1]] = int(line.split()[-1])
+        return out
+
+    def lines(self, proxy):
+        return [l for l in proxy.log() if l["msg"] == "connection"]
+
+    def stop(self):
+        assert self.client.stop() == 0, self.client.log_path.read_text()
+        assert self.server.stop() == 0, self.server.log_path.read_text()
+
+
+def test_connections_one_after_another_share_one_tls_connection(env):
+    pair = Pair(env, env["backend"].http_port)
+    try:
+        for i in range(5):
+            assert pair.get(f"/r{i}") == {"path": f"/r{i}"}
+            # The client's line is written as its stream ends and the connection is kept:
+            # the next one finds it. (Without the wait it may come first: then a new one.)
+            assert wait_for(lambda: len(pair.lines(pair.client)) == i + 1)
+        assert wait_for(lambda: len(pair.lines(pair.server)) == 5)
+        assert pair.streams(pair.client) == {"new": 1, "reused": 4}
+        assert pair.streams(pair.server) == {"new": 1, "reused": 4}
+        for proxy, peer in ((pair.client, SERVER_ID),
+                            (pair.server, "spiffe://example.org/ns/default/sa/client")):
+            lines = pair.lines(proxy)
+            assert [l["reused"] for l in lines] == [False, True, True, True, True], lines
+            assert all(l["result"] == "ok" and l["peer"] == peer and l["mode"] == "mtls"
+                       for l in lines), lines
+        # Each connection is its own line, with its own bytes.
+        assert all(l["bytes_down"] > 0 and l["bytes_up"] > 0 for l in pair.lines(pair.server))
+    finally:
+        pair.stop()
+
+
+@pytest.mark.parametrize("side", ["client", "server"])
+def test_a_peer_without_protocol_2_gets_protocol_1(env, side):
+    """tunnel.reuse: false on either side: one TLS connection per connection, as before."""
+    off = "tunnel:\n  reuse: false\n"
+    pair = Pair(env, env["backend"].http_port, client_cfg=off if side == "client" else "",
+                server_cfg=off if side == "server" else "")
+    try:
+        for i in range(3):
+            assert pair.get(f"/v1-{i}") == {"path": f"/v1-{i}"}
+            assert wait_for(lambda: len(pair.lines(pair.client)) == i + 1)
+        assert wait_for(lambda: len(pair.lines(pair.server)) == 3)
+        assert pair.streams(pair.client) == {"new": 3, "reused": 0}
+        assert pair.streams(pair.server) == {"new": 3, "reused": 0}
+        assert not any(l["reused"] for l in pair.lines(pair.client))
+    finally:
+        pair.stop()
+
+
+def reset_server():
+    """A TCP server that reads a request and resets the connection (SO_LINGER 0)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+
+    def serve():
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            conn.recv(4096)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv
+
+
+def expect_reset(port):
+    """A connection through the pair whose upstream fails: the client sees a reset (or an
+    end without a byte), never an answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        try:
+            assert s.recv(100) == b""
+        except ConnectionResetError:
+            pass
+
+
+def test_a_reset_goes_through_and_the_tunnel_stays(env):
+    srv = reset_server()
+    pair = Pair(env, srv.getsockname()[1])
+    try:
+        for i in range(4):
+            expect_reset(pair.a_port)
+            assert wait_for(lambda: len(pair.lines(pair.client)) == i + 1)
+        # One TLS connection for all four: each reset travelled in it as a RESET frame.
+        assert pair.streams(pair.client) == {"new": 1, "reused": 3}
+        assert all(l["result"] == "reset" for l in pair.lines(pair.client))
+        assert all(l["result"] == "reset" for l in pair.lines(pair.server))
+    finally:
+        pair.stop()
+        srv.close()
+
+
+def test_a_refused_upstream_resets_the_connection_and_the_tunnel_stays(env):
+    port = free_port()  # nothing listens there yet
+    pair = Pair(env, port)
+    try:
+        for i in range(2):
+            expect_reset(pair.a_port)
+            assert wait_for(lambda: len(pair.lines(pair.client)) == i + 1)
+        assert wait_for(lambda: len(pair.lines(pair.server)) == 2)
+        assert [l["result"] for l in pair.lines(pair.server)] == ["connect_failed"] * 2
+        # The application comes up: the same TLS connection carries its first request.
+        backend = socket.socket()
+        backend.bind(("127.0.0.1", port))
+        backend.listen(8)
+
+        def answer():
+            conn, _ = backend.accept()
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nup")
+            conn.close()
+
+        threading.Thread(target=answer, daemon=True).start()
+        with socket.create_connection(("127.0.0.1", pair.a_port), timeout=10) as s:
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            data = b""
+            while chunk := s.recv(4096):
+                data += chunk
+        assert data.endswith(b"\r\n\r\nup")
+        assert pair.streams(pair.client) == {"new": 1, "reused": 2}
+        backend.close()
+    finally:
+        pair.stop()
+
+
+def test_a_half_closed_client_gets_the_whole_answer_on_a_kept_tunnel(env):
+    """The hash server reads to the end, then answers: the client's END must go through
+    a kept tunnel, and the answer follows it."""
+    pair = Pair(env, env["backend"].tcp_port)
+    try:
+        import hashlib
+        for i in range(3):
+            payload = bytes([i]) * (300_000 + i)
+            with socket.create_connection(("127.0.0.1", pair.a_port), timeout=20) as s:
+                s.sendall(payload)
+                s.shutdown(socket.SHUT_WR)
+                answer = b""
+                while chunk := s.recv(1 << 16):
+                    answer += chunk
+            assert wait_for(lambda: len(pair.lines(pair.client)) == i + 1)
+            digest, _, rest = answer.partition(b"\n")
+            assert digest.decode() == hashlib.sha256(payload).hexdigest()
+            assert rest == bytes(range(256)) * 4096
+        assert pair.streams(pair.client) == {"new": 1, "reused": 2}
+    finally:
+        pair.stop()
+
+
+def test_draining_closes_kept_tunnels_at_once(env):
+    """Idle kept tunnels are not connections to wait for: SIGTERM exits well before
+    timeouts.drain, and the client proxy drops its kept tunnel and makes a new one."""
+    drain = "timeouts:\n  drain: 20s\n"
+    pair = Pair(env, env["backend"].http_port, server_cfg=drain)
+    try:
+        assert pair.get("/before") == {"path": "/before"}
+        assert wait_for(lambda: len(pair.lines(pair.server)) == 1)
+        assert wait_for(lambda: len(pair.lines(pair.client)) == 1)
+        start = time.time()
+        assert pair.server.stop() == 0
+        assert time.time() - start < 10
+        replacement = Proxy(env["dir"], "server", f"terminate 127.0.0.1:{pair.b_port} "
+                            f"127.0.0.1:{env['backend'].http_port}", env["tokens"]["server"],
+                            env["ca_env"])
+        pair.server = replacement
+        assert wait_for(replacement.ready)
+        assert pair.get("/after") == {"path": "/after"}
+        assert pair.streams(pair.client) == {"new": 2, "reused": 0}
+    finally:
+        pair.stop()
+
+
+# The wire format, from a client written from docs/proxy.md.
+
+def frames_of(tls):
+    """Reads one stream's frames from the server: (data, end code)."""
+    data = b""
+    buf = b""
+    while True:
+        while len(buf) < 2:
+            chunk = tls.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed in a stream")
+            buf += chunk
+        (n,), buf = struct.unpack(">H", buf[:2]), buf[2:]
+        if n in (0, 0xfffe, 0xffff):
+            assert buf == b"", "bytes after the end of the stream"
+            return data, n
+        while len(buf) < n:
+            chunk = tls.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed in a frame")
+            buf += chunk
+        data, buf = data + buf[:n], buf[n:]
+
+
+def preamble(version=2, port=80):
+    return b"MSHL" + bytes([version, 0]) + struct.pack(">HH", port, 0)
+
+
+def frame(data):
+    return struct.pack(">H", len(data)) + data
+
+
+@pytest.fixture
+def raw(env, tmp_path):
+    """A server-side proxy, and a TLS client with an identity of the mesh speaking
+    meshlet/2 to it."""
+    port = free_port()
+    server = Proxy(env["dir"], "server", f"terminate 127.0.0.1:{port} "
+                   f"127.0.0.1:{env['backend'].http_port}", env["tokens"]["server"],
+                   env["ca_env"])
+    r = run([binary("meshlet-ca"), "issue", "--dir", str(env["dir"].ca), "--spiffe-id",
+             "spiffe://example.org/ns/default/sa/raw", "--out", str(tmp_path / "raw")])
+    assert r.returncode == 0, r.stderr
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.load_verify_locations(str(env["dir"].root))
+    ctx.load_cert_chain(str(tmp_path / "raw.crt"), str(tmp_path / "raw.key"))
+    ctx.set_alpn_protocols(["meshlet/2", "meshlet/1"])
+    assert wait_for(server.ready)
+
+    def connect():
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        return ctx.wrap_socket(s)
+
+    yield connect, server
+    assert server.stop() == 0
+
+
+def test_wire_format_streams_one_after_another(raw):
+    connect, server = raw
+    with connect() as tls:
+        assert tls.selected_alpn_protocol() == "meshlet/2"
+        for i in range(3):
+            request = f"GET /wire{i} HTTP/1.0\r\n\r\n".encode()
+            # The request in two frames, then END: all in one write for the first stream.
+            tls.sendall(preamble() + frame(request[:5]) + frame(request[5:]) + frame(b""))
+            data, end = frames_of(tls)
+            assert end == 0
+            head, _, body = data.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.0 200"), data
+            assert json.loads(body) == {"path": f"/wire{i}"}
+    assert wait_for(lambda: len([l for l in server.log() if l["msg"] == "connection"]) == 3)
+    lines = [l for l in server.log() if l["msg"] == "connection"]
+    assert [l["reused"] for l in lines] == [False, True, True]
+    assert all(l["peer"] == "spiffe://example.org/ns/default/sa/raw" for l in lines)
+
+
+@pytest.mark.parametrize("bad", [
+    pytest.param(lambda: preamble(version=1) + frame(b"x") + frame(b""), id="version-1-preamble"),
+    pytest.param(lambda: preamble() + struct.pack(">H", 16381) + b"x" * 16381, id="frame-too-long"),
+    pytest.param(lambda: preamble() + struct.pack(">H", 0x8000), id="frame-length-reserved"),
+    pytest.param(lambda: b"GET / HTTP/1.1\r\n\r\n", id="no-preamble"),
+])
+def test_wire_format_errors_close_the_tunnel(raw, bad):
+    connect, server = raw
+    with connect() as tls:
+        got = b""
+        try:
+            # The proxy may reset the connection before it has read everything.
+            tls.sendall(bad())
+            while chunk := tls.recv(65536):
+                got += chunk
+        except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
+            pass
+    # Whatever the backend may have answered before the error, the stream never ends well.
+    assert not got.endswith(b"\x00\x00"), got[-20:]
+    # The proxy is still there for the next one.
+    with connect() as tls:
+        tls.sendall(preamble() + frame(b"GET /after HTTP/1.0\r\n\r\n") + frame(b""))
+        data, end = frames_of(tls)
+        assert end == 0 and data.endswith(b'{"path": "/after"}')
+
+
+def test_wire_format_reset_from_the_client(raw):
+    """A RESET from the client ends the stream both ways; the server answers with its own
+    RESET (it had not ended its side) and the tunnel carries the next stream."""
+    connect, _ = raw
+    with connect() as tls:
+        tls.sendall(preamble() + frame(b"GET /slow") + struct.pack(">H", 0xfffe))
+        data, end = frames_of(tls)
+        assert end == 0xfffe
+        tls.sendall(preamble() + frame(b"GET /next HTTP/1.0\r\n\r\n") + frame(b""))
+        data, end = frames_of(tls)
+        assert end == 0 and data.endswith(b'{"path": "/next"}')
