@@ -162,7 +162,7 @@ static bool relay_may_abort(struct relay *r, enum relay_result result, enum rela
 	struct relay_half *t = relay_tunnel_half(r);
 
 	if (t == NULL || (r->flags & (F_ABORT | F_SPENT)) || t->fd < 0 ||
-	    side == relay_side_of(r, t) || (t->flags & H_WR_SHUT))
+	    side == relay_side_of(r, t) || (t->flags & H_WR_SHUT) || (t->wq != NULL && t->wq_end))
 		return false;
 	if (result != RELAY_RESET && result != RELAY_CONNECT_FAILED && result != RELAY_DENIED)
 		return false;
@@ -218,16 +218,16 @@ void relay_end(struct relay *r, enum relay_result result, enum relay_side side, 
 		relay_abort(r, result, side, error, reason);
 		return;
 	}
-	reusable = relay_reusable(r, result);
-	/* A kept tunnel that ends before a byte of its next stream: no stream to report. */
-	idle_end = (r->flags & F_IDLE) && (r->down.buf == NULL || r->down.end == r->down.start);
-	r->state = R_CLOSED;
 	/* After a 408 the connection ends as any other once both sides are done: say why. */
 	if (result == RELAY_OK && r->http != NULL && r->http->head_timed_out) {
 		result = RELAY_TIMEOUT;
 		error = -ETIMEDOUT;
 		reason = "request_head";
 	}
+	reusable = relay_reusable(r, result);
+	/* A kept tunnel that ends before a byte of its next stream: no stream to report. */
+	idle_end = (r->flags & F_IDLE) && (r->down.buf == NULL || r->down.end == r->down.start);
+	r->state = R_CLOSED;
 	ERR_clear_error();
 	loop_timer_stop(r->loop, &r->timer);
 	/* Before on_close: once the last one has run, the count is 0. */
@@ -334,11 +334,13 @@ static SSL *tls_new(SSL_CTX *ctx)
 	/*
 	 * Partial writes and moving buffers: a write that would block is retried with the
 	 * same bytes, which compaction may have moved. Released buffers: an idle TLS
-	 * connection keeps no record buffers. Read-ahead: one read(2) per batch of records.
+	 * connection keeps no record buffers. Read-ahead: one read(2) per batch of records,
+	 * into a read buffer that holds a relay buffer's worth of them.
 	 */
 	SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
 	                      SSL_MODE_RELEASE_BUFFERS);
 	SSL_set_read_ahead(ssl, 1);
+	SSL_set_default_read_buffer_len(ssl, RELAY_TLS_READ_BUF);
 	return ssl;
 }
 
@@ -371,6 +373,37 @@ void relay_tls_release(SSL *ssl)
 {
 	if (tls_can_free_buffers())
 		(void)SSL_free_buffers(ssl);
+}
+
+int relay_tls_cork(SSL *ssl)
+{
+	BIO *w = SSL_get_wbio(ssl), *b = BIO_new(BIO_f_buffer());
+
+	if (b == NULL || w == NULL || BIO_set_write_buffer_size(b, RELAY_TLS_READ_BUF) <= 0) {
+		BIO_free(b);
+		ERR_clear_error();
+		return -ENOMEM;
+	}
+	/* The chain takes a reference to the socket BIO; SSL_set0_wbio drops the SSL's. */
+	BIO_up_ref(w);
+	BIO_push(b, w);
+	SSL_set0_wbio(ssl, b);
+	return 0;
+}
+
+int relay_tls_uncork(SSL *ssl)
+{
+	BIO *b = SSL_get_wbio(ssl);
+
+	if (BIO_flush(b) <= 0) {
+		if (BIO_should_retry(b))
+			return 0;
+		ERR_clear_error();
+		return -EPIPE;
+	}
+	/* The chain's reference to the socket BIO becomes the SSL's; the buffer goes. */
+	SSL_set0_wbio(ssl, BIO_pop(b));
+	return 1;
 }
 
 /* Why a TLS operation failed, as static text (OpenSSL's tables). */

@@ -13,6 +13,17 @@
 /* Rounds of reading and writing per wakeup before other connections get their turn. */
 #define RELAY_PUMP_ROUNDS 8
 
+/*
+ * OpenSSL's read buffer with read-ahead: as many whole TLS 1.3 records (header, 16 KiB,
+ * content type, tag) as a relay buffer holds plaintext, so that one read(2) brings in a
+ * buffer's worth (OpenSSL's default holds one record: a read(2) per 16 KiB).
+ */
+#define RELAY_TLS_RECORD_MAX (SSL3_RT_HEADER_LENGTH + SSL3_RT_MAX_PLAIN_LENGTH + 1 + 16)
+#define RELAY_TLS_READ_BUF                                                                         \
+	(LOOP_BUF_SIZE > SSL3_RT_MAX_PLAIN_LENGTH                                                  \
+	     ? LOOP_BUF_SIZE / SSL3_RT_MAX_PLAIN_LENGTH * RELAY_TLS_RECORD_MAX                     \
+	     : RELAY_TLS_RECORD_MAX)
+
 /* Until the upstream is ready, keep room at the front of the buffer for a preamble. */
 #define RELAY_EARLY_LIMIT (LOOP_BUF_SIZE - PREAMBLE_MAX)
 
@@ -41,6 +52,7 @@ enum {
 	H_END_IN = 1 << 8,           /* framed: the peer's END came (H_RD_EOF is set too) */
 	H_LAST_IN = 1 << 9,          /* framed: it was END 65535, no stream after this one */
 	H_RESET_IN = 1 << 10,        /* framed: it was RESET: the peer's application reset */
+	H_WR_CORK = 1 << 11,         /* framed: TLS records gather in a buffer (relay_tls_cork) */
 };
 
 /* Frame headers (relay.h, "Tunnel protocol 2"). */
@@ -82,7 +94,7 @@ struct relay_half {
 	uint16_t frame_left; /* framed: data bytes of the frame being read; 0: a header is next */
 	uint32_t start, end;
 	uint32_t gate; /* with HTTP: bytes before gate may be written, the rest wait for the flow */
-	uint16_t wq_off, wq_len;         /* framed: the frame in wq, and how much of it is out */
+	uint32_t wq_off, wq_len;         /* framed: the frames in wq, and how much is out */
 	uint8_t head[FRAME_HEAD], head_len; /* framed: a frame header read in part */
 	bool wq_end;      /* framed: the frame in wq ends the stream's direction */
 	char *buf;
@@ -159,6 +171,16 @@ int relay_tls_error(int sslerr);
 
 /* Frees OpenSSL's record buffers of an idle connection (a no-op while they hold data). */
 void relay_tls_release(SSL *ssl);
+
+/*
+ * relay_tls_cork - gather the TLS records that SSL_write makes (a write(2) each) in a
+ * buffer of RELAY_TLS_READ_BUF bytes over the socket, written when full or by
+ * relay_tls_uncork. Returns 0, or -ENOMEM (then nothing changed).
+ * relay_tls_uncork - write what is gathered and take the buffer away: 1 when done, 0 when
+ * the socket would block (call again once writable), -EPIPE when the socket failed.
+ */
+int relay_tls_cork(SSL *ssl);
+int relay_tls_uncork(SSL *ssl);
 
 /* relay_http.c */
 

@@ -59,8 +59,14 @@ static void put16(char *p, unsigned v)
 static void tls_read_done(struct relay *r, struct relay_half *h)
 {
 	h->flags &= (uint16_t)~H_READ_WANTS_WRITE;
-	/* Level-triggered epoll cannot see what OpenSSL has buffered already. */
-	if (!SSL_has_pending(h->ssl))
+	/*
+	 * Level-triggered epoll cannot see what OpenSSL has buffered already: what it holds
+	 * says whether another read may make progress (a read after an earlier one found
+	 * nothing buffered may have brought in several records).
+	 */
+	if (SSL_has_pending(h->ssl))
+		h->flags |= H_RD_READY;
+	else
 		h->flags &= (uint16_t)~H_RD_READY;
 	r->active_ms = loop_now(r->loop);
 }
@@ -148,6 +154,68 @@ static int frame_head(struct relay *r, struct relay_half *h)
 }
 
 /* Framed, reading a preamble: the bytes still to come (read exactly, no byte beyond it). */
+static size_t preamble_need(const struct relay_half *h);
+
+/*
+ * Reads from a TLS side into its buffer (which has room up to limit): as many records as
+ * OpenSSL has or gets with one read(2), since SSL_read returns one record at a time. A
+ * framed side gets only the data of its frames, and a preamble is read to its last byte and
+ * no further. Returns as relay_pump_read.
+ */
+static int tls_read(struct relay *r, struct relay_half *h, uint32_t limit)
+{
+	uint32_t got = 0;
+	int rc;
+
+	for (;;) {
+		size_t want = limit - h->end;
+
+		if (relay_framed(h) && r->state == R_PREAMBLE) {
+			if (want > preamble_need(h))
+				want = preamble_need(h);
+		} else if (relay_framed(h)) {
+			rc = frame_head(r, h);
+			if (rc < 0)
+				return -1;
+			if (rc == 0)
+				return got > 0 ? 1 : 0;
+			if (h->flags & H_RD_EOF) {
+				relay_pump_drop_buf(r, h);
+				return 1;
+			}
+			if (want > h->frame_left)
+				want = h->frame_left;
+		}
+		ERR_clear_error();
+		rc = SSL_read(h->ssl, h->buf + h->end, (int)want);
+		if (rc <= 0) {
+			/* A failure after some bytes is seen again on the next call. */
+			if (got > 0) {
+				if (SSL_get_error(h->ssl, rc) == SSL_ERROR_WANT_READ)
+					h->flags &= (uint16_t)~H_RD_READY;
+				ERR_clear_error();
+				return 1;
+			}
+			return tls_read_failed(r, h, rc);
+		}
+		h->end += (uint32_t)rc;
+		got += (uint32_t)rc;
+		if (relay_framed(h) && r->state != R_PREAMBLE)
+			h->frame_left = (uint16_t)(h->frame_left - rc);
+		tls_read_done(r, h);
+		/* Aborting: what the peer sent before it saw our RESET goes nowhere. */
+		if (r->flags & F_ABORT) {
+			h->start = h->end = h->gate = 0;
+			got = 0;
+		}
+		if (h->end >= limit || !(h->flags & H_RD_READY) || r->state == R_PREAMBLE)
+			break;
+	}
+	if (r->flags & F_ABORT)
+		relay_pump_drop_buf(r, h);
+	return 1;
+}
+
 static size_t preamble_need(const struct relay_half *h)
 {
 	uint32_t have = h->buf != NULL ? h->end - h->start : 0;
@@ -188,38 +256,8 @@ int relay_pump_read(struct relay *r, struct relay_half *h)
 		h->start = 0;
 	}
 	want = limit - h->end;
-	if (h->ssl != NULL) {
-		int rc;
-
-		if (relay_framed(h) && r->state == R_PREAMBLE) {
-			if (want > preamble_need(h))
-				want = preamble_need(h);
-		} else if (relay_framed(h)) {
-			rc = frame_head(r, h);
-			if (rc <= 0)
-				return rc;
-			if (h->flags & H_RD_EOF) {
-				relay_pump_drop_buf(r, h);
-				return 1;
-			}
-			if (want > h->frame_left)
-				want = h->frame_left;
-		}
-		ERR_clear_error();
-		rc = SSL_read(h->ssl, h->buf + h->end, (int)want);
-		if (rc <= 0)
-			return tls_read_failed(r, h, rc);
-		h->end += (uint32_t)rc;
-		if (relay_framed(h) && r->state != R_PREAMBLE)
-			h->frame_left = (uint16_t)(h->frame_left - rc);
-		/* Aborting: what the peer sent before it saw our RESET goes nowhere. */
-		if (r->flags & F_ABORT) {
-			h->start = h->end = h->gate = 0;
-			relay_pump_drop_buf(r, h);
-		}
-		tls_read_done(r, h);
-		return 1;
-	}
+	if (h->ssl != NULL)
+		return tls_read(r, h, limit);
 	n = read(h->fd, h->buf + h->end, want);
 	if (n > 0) {
 		h->end += (uint32_t)n;
@@ -251,30 +289,45 @@ int relay_pump_read(struct relay *r, struct relay_half *h)
  */
 static int frame_compose(struct relay *r, struct relay_half *h, struct relay_half *s)
 {
-	uint32_t raw = h == &r->up ? r->pre_len : 0, n = relay_ready(r, s), len = 0;
+	uint32_t raw = h == &r->up ? r->pre_len : 0, n = relay_ready(r, s), len = 0, took = 0;
 	bool end;
 
 	if ((h->flags & H_WR_SHUT) || n < raw)
 		return 0;
 	n -= raw;
-	if (n > RELAY_FRAME_MAX - raw)
-		n = RELAY_FRAME_MAX - raw;
-	end = (s->flags & H_RD_EOF) && (s->buf == NULL || s->start + raw + n == s->end);
-	if (raw == 0 && n == 0 && !end)
+	/* Frames of what fits in one buffer, each header before its data, room for the END. */
+	while (took < n && len + raw + FRAME_HEAD + 1 + FRAME_HEAD <= LOOP_BUF_SIZE) {
+		uint32_t k = n - took, room = LOOP_BUF_SIZE - raw - len - 2 * FRAME_HEAD;
+
+		if (k > RELAY_FRAME_MAX)
+			k = RELAY_FRAME_MAX;
+		if (k > room)
+			k = room;
+		len += FRAME_HEAD + k;
+		took += k;
+	}
+	end = (s->flags & H_RD_EOF) && (s->buf == NULL || s->start + raw + took == s->end);
+	if (raw == 0 && took == 0 && !end)
 		return 0;
 	h->wq = loop_buf_get(r->loop);
 	if (h->wq == NULL) {
 		half_fail(r, h, -ENOMEM, NULL);
 		return -1;
 	}
+	len = 0;
 	if (raw > 0) {
 		memcpy(h->wq, s->buf + s->start, raw);
 		len = raw;
 	}
-	if (n > 0) {
-		put16(h->wq + len, n);
-		memcpy(h->wq + len + FRAME_HEAD, s->buf + s->start + raw, n);
-		len += FRAME_HEAD + n;
+	for (uint32_t done = 0; done < took;) {
+		uint32_t k = took - done;
+
+		if (k > RELAY_FRAME_MAX)
+			k = RELAY_FRAME_MAX;
+		put16(h->wq + len, k);
+		memcpy(h->wq + len + FRAME_HEAD, s->buf + s->start + raw + done, k);
+		len += FRAME_HEAD + k;
+		done += k;
 	}
 	if (end) {
 		put16(h->wq + len, (r->flags & F_ABORT)   ? FRAME_RESET
@@ -283,58 +336,75 @@ static int frame_compose(struct relay *r, struct relay_half *h, struct relay_hal
 		len += FRAME_HEAD;
 	}
 	h->wq_off = 0;
-	h->wq_len = (uint16_t)len;
+	h->wq_len = len;
 	h->wq_end = end;
 	if (s->buf != NULL) {
-		s->start += raw + n;
+		s->start += raw + took;
 		relay_pump_drop_buf(r, s);
 	}
 	r->pre_len = (uint8_t)(r->pre_len - raw);
-	h->written += n;
+	h->written += took;
 	return 1;
 }
 
 /*
- * Framed: writes h's frame, making the next one first when none is pending. A frame that
- * the socket takes only in part (or not at all) stays in h->wq, and no other is made until
- * it is out: SSL_write is retried with the same bytes. Returns as relay_pump_read.
+ * Framed: writes h's frames, making the next ones first when none are pending. Frames the
+ * socket takes only in part stay in h->wq, and no others are made until they are out:
+ * SSL_write is retried with the same bytes. More than a record's worth is written corked
+ * (one write(2) for the records), and h->wq is kept until the cork is out too, so that an
+ * END counts as sent (H_WR_SHUT) only once it is on the socket. Returns as relay_pump_read.
  */
 static int frame_write(struct relay *r, struct relay_half *h)
 {
 	struct relay_half *s = relay_other(r, h);
-	int rc, e, made = 0;
+	int rc, e, progress = 0;
 
 	if (!(h->flags & H_WR_READY))
 		return 0;
 	if (h->wq == NULL) {
-		made = frame_compose(r, h, s);
-		if (made <= 0)
-			return made;
+		progress = frame_compose(r, h, s);
+		if (progress <= 0)
+			return progress;
+		if (h->wq_len > SSL3_RT_MAX_PLAIN_LENGTH && relay_tls_cork(h->ssl) == 0)
+			h->flags |= H_WR_CORK;
 	}
-	ERR_clear_error();
-	rc = SSL_write(h->ssl, h->wq + h->wq_off, h->wq_len - h->wq_off);
-	if (rc <= 0) {
-		e = SSL_get_error(h->ssl, rc);
-		if (e == SSL_ERROR_WANT_WRITE) {
+	while (h->wq_off < h->wq_len) {
+		ERR_clear_error();
+		rc = SSL_write(h->ssl, h->wq + h->wq_off, (int)(h->wq_len - h->wq_off));
+		if (rc <= 0) {
+			e = SSL_get_error(h->ssl, rc);
+			if (e == SSL_ERROR_WANT_WRITE) {
+				h->flags &= (uint16_t)~H_WR_READY;
+				return progress;
+			}
+			if (e == SSL_ERROR_WANT_READ) {
+				h->flags = (uint16_t)((h->flags | H_WRITE_WANTS_READ) & ~H_WR_READY);
+				return progress;
+			}
+			half_fail(r, h, relay_tls_error(e), relay_tls_reason(h->ssl, e, rc));
+			return -1;
+		}
+		h->flags &= (uint16_t)~H_WRITE_WANTS_READ;
+		h->wq_off += (uint32_t)rc;
+		r->active_ms = loop_now(r->loop);
+		progress = 1;
+	}
+	if (h->flags & H_WR_CORK) {
+		rc = relay_tls_uncork(h->ssl);
+		if (rc < 0) {
+			half_fail(r, h, rc, NULL);
+			return -1;
+		}
+		if (rc == 0) {
 			h->flags &= (uint16_t)~H_WR_READY;
-			return made;
+			return progress;
 		}
-		if (e == SSL_ERROR_WANT_READ) {
-			h->flags = (uint16_t)((h->flags | H_WRITE_WANTS_READ) & ~H_WR_READY);
-			return made;
-		}
-		half_fail(r, h, relay_tls_error(e), relay_tls_reason(h->ssl, e, rc));
-		return -1;
+		h->flags &= (uint16_t)~H_WR_CORK;
 	}
-	h->flags &= (uint16_t)~H_WRITE_WANTS_READ;
-	h->wq_off = (uint16_t)(h->wq_off + rc);
-	r->active_ms = loop_now(r->loop);
-	if (h->wq_off == h->wq_len) {
-		loop_buf_put(r->loop, h->wq);
-		h->wq = NULL;
-		if (h->wq_end)
-			h->flags |= H_WR_SHUT;
-	}
+	loop_buf_put(r->loop, h->wq);
+	h->wq = NULL;
+	if (h->wq_end)
+		h->flags |= H_WR_SHUT;
 	return 1;
 }
 
