@@ -161,8 +161,10 @@ static bool relay_may_abort(struct relay *r, enum relay_result result, enum rela
 {
 	struct relay_half *t = relay_tunnel_half(r);
 
+	/* A refusal (a hook's) leaves the tunnel sound, whichever side it names. */
 	if (t == NULL || (r->flags & (F_ABORT | F_SPENT)) || t->fd < 0 ||
-	    side == relay_side_of(r, t) || (t->flags & H_WR_SHUT) || (t->wq != NULL && t->wq_end))
+	    (side == relay_side_of(r, t) && result != RELAY_DENIED) || (t->flags & H_WR_SHUT) ||
+	    (t->wq != NULL && t->wq_end))
 		return false;
 	if (result != RELAY_RESET && result != RELAY_CONNECT_FAILED && result != RELAY_DENIED)
 		return false;

@@ -146,7 +146,7 @@ def pair(tmp_path_factory):
     for p in procs:
         assert wait_for(p.ready), p.log_path.read_text()
     yield {"dir": d, "app": app, "ports": ports, "server": server, "policies": policies,
-           "server_tcp": server_tcp}
+           "server_tcp": server_tcp, "tcp_policies": tcp_policies}
     for p in procs:
         assert p.stop() == 0, p.log_path.read_text()
     app.stop()
@@ -298,6 +298,45 @@ def test_a_denied_tcp_peer_is_closed(pair):
     line = [l for l in pair["server_tcp"].log() if l.get("msg") == "connection denied by policy"][-1]
     assert line["policy"] == "deny-other" and line["rule"] == 0
     assert line["peer"] == "spiffe://example.org/ns/default/sa/other"
+
+
+def test_each_connection_on_a_kept_tls_connection_is_authorized(pair):
+    """Proxy pairs keep their TLS connections (tunnel protocol 2): a policy that comes in
+    between two connections decides the second one, on the same TLS connection."""
+    server, f = pair["server_tcp"], pair["tcp_policies"] / "deny-client.yaml"
+    streams = 'meshlet_proxy_tunnel_streams_total{tunnel="reused"}'
+
+    def get():
+        conn = http.client.HTTPConnection("127.0.0.1", pair["ports"]["cli_tcp"], timeout=5)
+        try:
+            return request(conn, "GET", "/kept")[0]
+        finally:
+            conn.close()
+
+    assert get() == 200
+    reloads = metric(server, 'meshlet_proxy_policy_reloads_total{result="ok"}')
+    reused = metric(server, streams)
+    put(f, "apiVersion: security.meshlet.io/v1\nkind: AuthorizationPolicy\n"
+        "metadata: {name: deny-client}\nspec:\n  action: DENY\n  rules:\n"
+        f"  - from:\n    - source: {{principals: [\"{CLIENT}\"]}}\n")
+    try:
+        assert wait_for(lambda: metric(
+            server, 'meshlet_proxy_policy_reloads_total{result="ok"}') > reloads)
+        with pytest.raises((ConnectionError, http.client.HTTPException)):
+            get()
+        assert wait_for(lambda: any(l.get("msg") == "connection denied by policy" and
+                                    l.get("policy") == "deny-client" for l in server.log()))
+    finally:
+        f.unlink()
+        assert wait_for(lambda: metric(
+            server, 'meshlet_proxy_policy_reloads_total{result="ok"}') > reloads + 1)
+    assert get() == 200
+    # The refused connection and the one after it ran on a kept TLS connection: the
+    # refusal travelled in it (RESET), and did not cost the connection.
+    assert metric(server, streams) >= reused + 2
+    denied = [l for l in server.log() if l.get("msg") == "connection" and
+              l.get("result") == "denied"]
+    assert denied and denied[-1]["reused"], denied
 
 
 def test_a_policy_change_applies_to_an_open_connection(pair):

@@ -353,3 +353,16 @@ def test_wire_format_reset_from_the_client(raw):
         tls.sendall(preamble() + frame(b"GET /next HTTP/1.0\r\n\r\n") + frame(b""))
         data, end = frames_of(tls)
         assert end == 0 and data.endswith(b'{"path": "/next"}')
+
+
+def test_wire_format_a_byte_per_record(raw):
+    """Preamble, frame headers and END split across TLS records at every byte: the
+    server reads the preamble exactly, and frame headers in pieces."""
+    connect, _ = raw
+    with connect() as tls:
+        for i in range(2):
+            request = f"GET /bytes{i} HTTP/1.0\r\n\r\n".encode()
+            for b in preamble() + frame(request[:7]) + frame(request[7:]) + frame(b""):
+                tls.sendall(bytes([b]))  # one TLS record each
+            data, end = frames_of(tls)
+            assert end == 0 and data.endswith(f'{{"path": "/bytes{i}"}}'.encode()), data
