@@ -456,7 +456,8 @@ bench_one() { # RUN CAND
 	fi
 	sleep 0.5
 
-	# A new connection (so a TLS handshake between the proxies) per request.
+	# A new connection per request: the peers make a TLS handshake between the proxies for
+	# each; meshlet's proxies carry it on a TLS connection they keep (tunnel protocol 2).
 	[ "$cand" = direct ] || { t0c=$(cpu_ticks "$PAIR_C"); t0s=$(cpu_ticks "$PAIR_S"); }
 	if run_wrk "$port" "$duration" -H 'Connection: close'; then
 		R[$k,nc_rps]=${WRK[1]} R[$k,nc_p50]=${WRK[2]} R[$k,nc_p99]=${WRK[3]} R[$k,nc_err]=${WRK[4]}

@@ -392,8 +392,9 @@ $(latency_md ka)
 
 $(img "keep-alive latency by percentile" bench-proxy-latency-ka.png)
 
-Latency by percentile, a new connection (so a TLS handshake between the proxies) per
-request (ms, median over the runs):
+Latency by percentile, a new connection per request (a TLS handshake between the proxies
+for each, except for meshlet's, which keep their TLS connections: docs/proxy.md) (ms,
+median over the runs):
 
 $(latency_md nc)
 
@@ -449,7 +450,7 @@ EOF
 		cat <<EOF
 [bench/soak.sh](../bench/soak.sh) ran load through a meshlet-proxy pair for $(f 0 "$(S duration)") s, started
 $(S started): wrk with $(S ka_connections) keep-alive connections and a second wrk with $(S nc_connections) connections sending
-\`Connection: close\` (a TLS handshake between the proxies per request), while the
+\`Connection: close\` (a new connection per request, carried on kept TLS connections), while the
 proxies' certificates, from a real meshlet-ca, lasted $(S cert_ttl) s. A request failed on a socket
 error, a timeout or any answer but a 2xx with the expected body. RSS was sampled every
 $(S interval) s; the criterion is RSS at the end within +$(S max_growth_pct)% of RSS at $(S base_t) s.

@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: Apache-2.0
 # Soak: load through a meshlet-proxy pair for 10 minutes while the pair's certificates,
 # from a real meshlet-ca, last 30 seconds and so rotate all along:
-#   wrk (keep-alive) + wrk (Connection: close, a TLS handshake between the proxies per
-#   request) -> client-side proxy (static "originate" listener)
+#   wrk (keep-alive) + wrk (Connection: close: a new connection per request, which the
+#   proxies carry on TLS connections they keep, made again as certificates change)
+#   -> client-side proxy (static "originate" listener)
 #            -> server-side proxy (static "terminate" listener) -> nginx (100-byte answer)
 # on loopback, one worker per proxy, identities in ca mode (token, CSR, /v1/certify) with
 # identity.ttl 30s: each proxy renews at about half the remaining lifetime, every ~15 s.

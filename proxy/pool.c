@@ -36,15 +36,40 @@ static socklen_t addr_len(const struct sockaddr *a)
 	return a->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
 }
 
+/* The bytes that name a destination: address and port (and scope), not padding or flows. */
+static size_t addr_key(const struct sockaddr *a, unsigned char key[24])
+{
+	if (a->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)a;
+
+		memcpy(key, &in6->sin6_addr, 16);
+		memcpy(key + 16, &in6->sin6_port, 2);
+		memcpy(key + 18, &in6->sin6_scope_id, 4);
+		return 22;
+	}
+	memcpy(key, &((const struct sockaddr_in *)a)->sin_addr, 4);
+	memcpy(key + 4, &((const struct sockaddr_in *)a)->sin_port, 2);
+	return 6;
+}
+
+static bool same_addr(const struct sockaddr *a, const struct sockaddr *b)
+{
+	unsigned char ka[24], kb[24];
+	size_t n = addr_key(a, ka);
+
+	return a->sa_family == b->sa_family && addr_key(b, kb) == n && memcmp(ka, kb, n) == 0;
+}
+
 static size_t bucket_of(const struct sockaddr *a, const void *owner)
 {
-	const unsigned char *p = (const unsigned char *)a;
+	unsigned char key[24];
+	size_t n = addr_key(a, key);
 	uint32_t h = 2166136261u;
 
-	for (socklen_t i = 0; i < addr_len(a); i++)
-		h = (h ^ p[i]) * 16777619u;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ key[i]) * 16777619u;
 	h ^= (uint32_t)((uintptr_t)owner >> 4);
-	return (h * 2654435761u) >> 26; /* 64 buckets */
+	return ((h * 2654435761u) >> 16) % POOL_BUCKETS;
 }
 
 /* Out of the pool: unwatched, the timer stopped; the entry is freed, the tunnel kept. */
@@ -170,8 +195,7 @@ struct relay_tunnel *pool_take(struct pool *p, const struct sockaddr *addr, cons
 		struct relay_tunnel *t;
 
 		next = e->next;
-		if (e->owner != owner || e->addr.ss_family != addr->sa_family ||
-		    memcmp(&e->addr, addr, addr_len(addr)) != 0)
+		if (e->owner != owner || !same_addr((struct sockaddr *)&e->addr, addr))
 			continue;
 		t = entry_remove(e);
 		if (SSL_get_SSL_CTX(t->ssl) == ctx && t->not_after > now + POOL_CERT_MARGIN_S &&
