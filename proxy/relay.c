@@ -634,7 +634,7 @@ static int relay_handshake(struct relay *r, struct relay_half *h)
 
 	if (!(h->flags & ((h->flags & H_HS_WANTS_WRITE) ? H_WR_READY : H_RD_READY)))
 		return 0;
-	ERR_clear_error();
+	relay_tls_clear();
 	rc = SSL_do_handshake(h->ssl);
 	if (rc == 1)
 		return relay_handshake_done(r, h);

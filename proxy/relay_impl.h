@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/err.h>
+
 #include "relay.h"
 
 #define container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
@@ -168,6 +170,18 @@ void relay_abort(struct relay *r, enum relay_result result, enum relay_side side
 /* Why a TLS call failed, as static text; and the -errno or code behind it. */
 const char *relay_tls_reason(SSL *ssl, int sslerr, int rc);
 int relay_tls_error(int sslerr);
+
+/*
+ * Before a TLS call: an empty error queue, or SSL_get_error cannot tell what failed.
+ * ERR_clear_error costs about 800 instructions even on an empty queue (OpenSSL 3.0 clears
+ * every slot), three times per proxied request; a look first costs a fraction of that, and
+ * the queue is empty but after failures.
+ */
+static inline void relay_tls_clear(void)
+{
+	if (ERR_peek_error() != 0)
+		ERR_clear_error();
+}
 
 /* Frees OpenSSL's record buffers of an idle connection (a no-op while they hold data). */
 void relay_tls_release(SSL *ssl);

@@ -121,7 +121,7 @@ static int frame_head(struct relay *r, struct relay_half *h)
 		int rc;
 
 		if (h->head_len < FRAME_HEAD) {
-			ERR_clear_error();
+			relay_tls_clear();
 			rc = SSL_read(h->ssl, h->head + h->head_len, FRAME_HEAD - h->head_len);
 			if (rc <= 0)
 				return tls_read_failed(r, h, rc) < 0 ? -1 : 0;
@@ -186,7 +186,7 @@ static int tls_read(struct relay *r, struct relay_half *h, uint32_t limit)
 			if (want > h->frame_left)
 				want = h->frame_left;
 		}
-		ERR_clear_error();
+		relay_tls_clear();
 		rc = SSL_read(h->ssl, h->buf + h->end, (int)want);
 		if (rc <= 0) {
 			/* A failure after some bytes is seen again on the next call. */
@@ -369,7 +369,7 @@ static int frame_write(struct relay *r, struct relay_half *h)
 			h->flags |= H_WR_CORK;
 	}
 	while (h->wq_off < h->wq_len) {
-		ERR_clear_error();
+		relay_tls_clear();
 		rc = SSL_write(h->ssl, h->wq + h->wq_off, (int)(h->wq_len - h->wq_off));
 		if (rc <= 0) {
 			e = SSL_get_error(h->ssl, rc);
@@ -423,7 +423,7 @@ static int half_write(struct relay *r, struct relay_half *h)
 	if (h->ssl != NULL) {
 		int rc, e;
 
-		ERR_clear_error();
+		relay_tls_clear();
 		rc = SSL_write(h->ssl, s->buf + s->start, (int)len);
 		if (rc <= 0) {
 			e = SSL_get_error(h->ssl, rc);
@@ -478,7 +478,7 @@ static int half_shut(struct relay *r, struct relay_half *h)
 
 		if (!(h->flags & H_WR_READY))
 			return 0;
-		ERR_clear_error();
+		relay_tls_clear();
 		rc = SSL_shutdown(h->ssl);
 		if (rc < 0) {
 			e = SSL_get_error(h->ssl, rc);
