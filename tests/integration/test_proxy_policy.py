@@ -13,9 +13,8 @@ import urllib.request
 
 import pytest
 
-from cahelp import CADir, CAServer
 from conftest import binary, run
-from test_proxy_run import Proxy, Server, free_port, wait_for
+from test_proxy_run import Proxy, Server, free_port, start_ca, wait_for
 
 CLIENT = "example.org/ns/default/sa/client"
 
@@ -108,12 +107,8 @@ spec:
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
-    d = CADir(tmp_path_factory.mktemp("policy"))
-    ca = CAServer(d)
-    tokens = {}
-    for sa in ("client", "server", "other"):
-        tokens[sa] = d.path / f"token-{sa}"
-        tokens[sa].write_text(d.token(sa=sa) + "\n")
+    d, ca, tokens, ca_env = start_ca(tmp_path_factory.mktemp("policy"),
+                                     ("client", "server", "other"))
     app = App()
     policies = d.path / "policies"
     policies.mkdir()
@@ -126,7 +121,6 @@ def pair(tmp_path_factory):
         "apiVersion: security.meshlet.io/v1\nkind: AuthorizationPolicy\n"
         "metadata: {name: deny-other}\nspec:\n  action: DENY\n  rules:\n"
         "  - from:\n    - source: {principals: [\"example.org/ns/default/sa/other\"]}\n")
-    ca_env = {"MESHLET_CA_ADDRESS": f"localhost:{ca.port}"}
     ports = {"srv": free_port(), "cli": free_port(), "srv_tcp": free_port(),
              "cli_tcp": free_port(), "other_tcp": free_port()}
     server = Proxy(d, "server", f"terminate 127.0.0.1:{ports['srv']} 127.0.0.1:{app.port}",

@@ -153,16 +153,22 @@ class Proxy:
         return self.proc.wait(timeout=15 * SLOW)
 
 
-@pytest.fixture(scope="module")
-def mesh(tmp_path_factory):
-    d = CADir(tmp_path_factory.mktemp("mesh"))
+def start_ca(path, sas):
+    """A meshlet-ca serving from path, a token file for each service account, and the
+    environment that points a proxy at the CA: (CADir, CAServer, {sa: token path}, env)."""
+    d = CADir(path)
     ca = CAServer(d)
     tokens = {}
-    for sa in ("client", "server"):
+    for sa in sas:
         tokens[sa] = d.path / f"token-{sa}"
         tokens[sa].write_text(d.token(sa=sa) + "\n")
+    return d, ca, tokens, {"MESHLET_CA_ADDRESS": f"localhost:{ca.port}"}
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory):
+    d, ca, tokens, ca_env = start_ca(tmp_path_factory.mktemp("mesh"), ("client", "server"))
     backend = Backend()
-    ca_env = {"MESHLET_CA_ADDRESS": f"localhost:{ca.port}"}
     ports = {"b_http": free_port(), "b_tcp": free_port(), "a_http": free_port(),
              "a_tcp": free_port()}
     server = Proxy(d, "server", f"terminate 127.0.0.1:{ports['b_http']} "

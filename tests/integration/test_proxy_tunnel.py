@@ -13,24 +13,17 @@ import urllib.request
 
 import pytest
 
-from cahelp import CADir, CAServer
 from conftest import binary, run
-from test_proxy_run import Backend, Proxy, free_port, wait_for
+from test_proxy_run import Backend, Proxy, free_port, start_ca, wait_for
 
 SERVER_ID = "spiffe://example.org/ns/default/sa/server"
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    d = CADir(tmp_path_factory.mktemp("tunnel"))
-    ca = CAServer(d)
-    tokens = {}
-    for sa in ("client", "server"):
-        tokens[sa] = d.path / f"token-{sa}"
-        tokens[sa].write_text(d.token(sa=sa) + "\n")
+    d, ca, tokens, ca_env = start_ca(tmp_path_factory.mktemp("tunnel"), ("client", "server"))
     backend = Backend()
-    yield {"dir": d, "ca": ca, "backend": backend, "tokens": tokens,
-           "ca_env": {"MESHLET_CA_ADDRESS": f"localhost:{ca.port}"}}
+    yield {"dir": d, "ca": ca, "backend": backend, "tokens": tokens, "ca_env": ca_env}
     backend.stop()
     ca.stop()
 
@@ -52,6 +45,15 @@ class Pair:
     def get(self, path):
         with urllib.request.urlopen(f"http://127.0.0.1:{self.a_port}{path}", timeout=10) as r:
             return json.loads(r.read())
+
+    def get_in_turn(self, prefix, n):
+        """n requests, each once the one before has ended on the client side: its line is
+        written as its stream ends and the connection is kept, so the next one finds it
+        (without the wait it may come first, and get a new one)."""
+        for i in range(n):
+            assert self.get(f"{prefix}{i}") == {"path": f"{prefix}{i}"}
+            assert wait_for(lambda: len(self.lines(self.client)) == i + 1)
+        assert wait_for(lambda: len(self.lines(self.server)) == n)
 
     def streams(self, proxy):
         """meshlet_proxy_tunnel_streams_total of one proxy: {"new": n, "reused": m}."""
@@ -75,12 +77,7 @@ class Pair:
 def test_connections_one_after_another_share_one_tls_connection(env):
     pair = Pair(env, env["backend"].http_port)
     try:
-        for i in range(5):
-            assert pair.get(f"/r{i}") == {"path": f"/r{i}"}
-            # The client's line is written as its stream ends and the connection is kept:
-            # the next one finds it. (Without the wait it may come first: then a new one.)
-            assert wait_for(lambda: len(pair.lines(pair.client)) == i + 1)
-        assert wait_for(lambda: len(pair.lines(pair.server)) == 5)
+        pair.get_in_turn("/r", 5)
         assert pair.streams(pair.client) == {"new": 1, "reused": 4}
         assert pair.streams(pair.server) == {"new": 1, "reused": 4}
         for proxy, peer in ((pair.client, SERVER_ID),
@@ -102,10 +99,7 @@ def test_a_peer_without_protocol_2_gets_protocol_1(env, side):
     pair = Pair(env, env["backend"].http_port, client_cfg=off if side == "client" else "",
                 server_cfg=off if side == "server" else "")
     try:
-        for i in range(3):
-            assert pair.get(f"/v1-{i}") == {"path": f"/v1-{i}"}
-            assert wait_for(lambda: len(pair.lines(pair.client)) == i + 1)
-        assert wait_for(lambda: len(pair.lines(pair.server)) == 3)
+        pair.get_in_turn("/v1-", 3)
         assert pair.streams(pair.client) == {"new": 3, "reused": 0}
         assert pair.streams(pair.server) == {"new": 3, "reused": 0}
         assert not any(l["reused"] for l in pair.lines(pair.client))

@@ -91,6 +91,18 @@ static void run_for(struct loop *loop, uint64_t ms)
 	assert_int_equal(loop_run(loop), 0);
 }
 
+/* Closes n tunnels taken back and their peers, then the pool and the loop. */
+static void finish(struct loop *loop, struct pool *p, struct relay_tunnel **ts, const int *peers,
+                   size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		relay_tunnel_close(ts[i]);
+		close(peers[i]);
+	}
+	pool_free(p);
+	loop_free(loop);
+}
+
 static void test_kept_by_destination_and_owner(void **state)
 {
 	struct loop *loop = new_loop();
@@ -116,12 +128,7 @@ static void test_kept_by_destination_and_owner(void **state)
 	assert_ptr_equal(got, t1);
 	assert_null(pool_take(p, (struct sockaddr *)&a, NULL, ctx_a));
 	assert_int_equal(pool_size(p), 0);
-	relay_tunnel_close(t1);
-	relay_tunnel_close(t2);
-	close(peer1);
-	close(peer2);
-	pool_free(p);
-	loop_free(loop);
+	finish(loop, p, (struct relay_tunnel *[]){ t1, t2 }, (int[]){ peer1, peer2 }, 2);
 }
 
 static void test_most_recent_first(void **state)
@@ -142,12 +149,7 @@ static void test_most_recent_first(void **state)
 	a.sin6_flowinfo = htonl(0x12345);
 	assert_ptr_equal(pool_take(p, (struct sockaddr *)&a, NULL, ctx_a), t2);
 	assert_ptr_equal(pool_take(p, (struct sockaddr *)&a, NULL, ctx_a), t1);
-	relay_tunnel_close(t1);
-	relay_tunnel_close(t2);
-	close(peer1);
-	close(peer2);
-	pool_free(p);
-	loop_free(loop);
+	finish(loop, p, (struct relay_tunnel *[]){ t1, t2 }, (int[]){ peer1, peer2 }, 2);
 }
 
 static void test_unusable_ones_are_closed(void **state)
