@@ -18,7 +18,7 @@ cand_meshlet_version() {
 	printf '%s; %s\n' "$("$MESHLET_PROXY" --version 2>&1 | head -n1)" \
 		"$("$MESHLET_PROXY" --version 2>&1 | grep -o 'OpenSSL [0-9][^,]*' | head -n1)"
 }
-cand_meshlet_notes() { echo "workers=\$WORKERS (one epoll loop each); static listeners; files identity; client checks the server's SPIFFE ID (URI SAN); TLS 1.3 only; session tickets (resumption between the two proxies); admin port on a free port"; }
+cand_meshlet_notes() { echo "workers=\$WORKERS (one epoll loop each); static listeners; files identity; client checks the server's SPIFFE ID (URI SAN); TLS 1.3 only; the two proxies keep their TLS connections for later client connections (tunnel protocol 2, ALPN meshlet/2) and resume sessions for new ones; admin port on a free port"; }
 
 # A free TCP port for the admin endpoint (the kernel picks it; it binds to all addresses).
 meshlet_admin_port() {
