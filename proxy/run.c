@@ -594,6 +594,8 @@ static void run_on_close(struct relay *r, const struct relay_stats *st)
 		if (c->kind == RUN_OUTBOUND || c->kind == RUN_ORIGINATE)
 			pool_put(w->pool, (const struct sockaddr *)&st->dst, c->st, relay_take_tunnel(r));
 	}
+	/* A kept tunnel that ends with part of a preamble in is still on the idle list. */
+	run_idle_unlink(c);
 	free(c);
 }
 

@@ -360,3 +360,20 @@ def test_wire_format_a_byte_per_record(raw):
                 tls.sendall(bytes([b]))  # one TLS record each
             data, end = frames_of(tls)
             assert end == 0 and data.endswith(f'{{"path": "/bytes{i}"}}'.encode()), data
+
+
+def test_draining_with_part_of_a_preamble_in(raw):
+    """A kept tunnel that holds part of its next preamble when the server drains: it ends
+    (once) and the proxy exits at once."""
+    connect, server = raw
+    with connect() as tls:
+        tls.sendall(preamble() + frame(b"GET /one HTTP/1.0\r\n\r\n") + frame(b""))
+        data, end = frames_of(tls)
+        assert end == 0
+        tls.sendall(preamble()[:3])
+        assert wait_for(lambda: len([l for l in server.log() if l["msg"] == "connection"]) == 1)
+        time.sleep(0.2)
+        start = time.time()
+        server.proc.terminate()
+        assert server.proc.wait(timeout=10) == 0
+        assert time.time() - start < 5
