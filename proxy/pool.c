@@ -10,8 +10,6 @@
 
 #define POOL_BUCKETS 64
 
-/* Not used when its certificates expire sooner than this: a stream needs time to run. */
-#define POOL_CERT_MARGIN_S 5
 
 struct pool_entry {
 	struct pool_entry *next, *prev; /* in its bucket, most recent first */
@@ -143,10 +141,13 @@ void pool_put(struct pool *p, const struct sockaddr *addr, const void *owner,
 {
 	struct pool_entry *e = NULL;
 	size_t b = bucket_of(addr, owner);
+	uint64_t idle;
 
 	if (t == NULL)
 		return;
-	if (p->n >= p->max || (e = calloc(1, sizeof(*e))) == NULL) {
+	/* Idle since our end of the last stream went out, maybe a while ago (a slow reader). */
+	idle = loop_now(p->loop) - t->idle_since;
+	if (p->n >= p->max || idle >= p->idle_ms || (e = calloc(1, sizeof(*e))) == NULL) {
 		relay_tunnel_close(t);
 		return;
 	}
@@ -160,7 +161,7 @@ void pool_put(struct pool *p, const struct sockaddr *addr, const void *owner,
 	e->owner = owner;
 	e->t = t;
 	loop_timer_init(&e->timer, pool_expire);
-	if (loop_timer_set(p->loop, &e->timer, p->idle_ms) < 0) {
+	if (loop_timer_set(p->loop, &e->timer, p->idle_ms - idle) < 0) {
 		loop_unwatch(p->loop, t->fd);
 		free(e);
 		relay_tunnel_close(t);
@@ -198,7 +199,8 @@ struct relay_tunnel *pool_take(struct pool *p, const struct sockaddr *addr, cons
 		if (e->owner != owner || !same_addr((struct sockaddr *)&e->addr, addr))
 			continue;
 		t = entry_remove(e);
-		if (SSL_get_SSL_CTX(t->ssl) == ctx && t->not_after > now + POOL_CERT_MARGIN_S &&
+		if (SSL_get_SSL_CTX(t->ssl) == ctx &&
+		    t->not_after > now + RELAY_TUNNEL_CERT_MARGIN_S &&
 		    tunnel_quiet(t))
 			return t;
 		relay_tunnel_close(t);

@@ -25,7 +25,10 @@
  */
 struct pool;
 
-/* pool_new - a pool on loop of at most max idle tunnels, each kept idle_ms at most. */
+/*
+ * pool_new - a pool on loop of at most max idle tunnels, each kept until idle_ms after its
+ * idle_since (relay.h) at most.
+ */
 struct pool *pool_new(struct loop *loop, size_t max, uint32_t idle_ms);
 
 /* pool_free - close every tunnel and free p (NULL is allowed). On the loop's thread, or

@@ -228,7 +228,7 @@ void relay_end(struct relay *r, enum relay_result result, enum relay_side side, 
 	}
 	reusable = relay_reusable(r, result);
 	/* A kept tunnel that ends before a byte of its next stream: no stream to report. */
-	idle_end = (r->flags & F_IDLE) && (r->down.buf == NULL || r->down.end == r->down.start);
+	idle_end = (r->flags & F_IDLE) && !(r->flags & F_PRE_IN);
 	r->state = R_CLOSED;
 	ERR_clear_error();
 	loop_timer_stop(r->loop, &r->timer);
@@ -300,11 +300,8 @@ static void relay_recycle(struct relay *r)
 	d->written = 0;
 	d->frame_left = 0;
 	d->head_len = 0;
-	r->flags = (uint16_t)((r->flags & F_COUNTED) | F_READ_PREAMBLE | F_REUSED | F_IDLE);
-	if (r->cfg->limit != NULL) {
-		atomic_fetch_add(&r->cfg->limit->active, 1);
-		r->flags |= F_COUNTED;
-	}
+	/* An idle tunnel is not a connection: it holds no place in the limit until a stream. */
+	r->flags = F_READ_PREAMBLE | F_REUSED | F_IDLE;
 	r->pre_len = 0;
 	r->attempts = 0;
 	r->preamble_port = 0;
@@ -685,6 +682,13 @@ static int relay_read_preamble(struct relay *r)
 		rc = relay_pump_read(r, d);
 		if (rc <= 0)
 			return rc;
+		/* A kept tunnel's next stream has begun: its preamble has the handshake's time. */
+		if ((r->flags & F_IDLE) && !(r->flags & F_PRE_IN) && d->buf != NULL) {
+			r->flags |= F_PRE_IN;
+			relay_arm(r, r->cfg->handshake_timeout_ms);
+			if (r->state == R_CLOSED)
+				return -1;
+		}
 	}
 	/* The tunnel's protocol (ALPN) says which version its preambles are. */
 	if (p.version != (relay_framed(d) ? PREAMBLE_VERSION_2 : PREAMBLE_VERSION)) {
@@ -693,10 +697,23 @@ static int relay_read_preamble(struct relay *r)
 		return -1;
 	}
 	if (r->flags & F_IDLE) {
-		/* The next stream: it is reported from now on, and its time counts from here. */
-		r->flags &= (uint16_t)~F_IDLE;
+		/*
+		 * The next stream: it is reported from now on, its time counts from here, and it
+		 * takes a place in the limit (a refusal goes back in the stream, as a RESET).
+		 */
+		r->flags &= (uint16_t) ~(F_IDLE | F_PRE_IN);
 		r->start_ms = r->active_ms = loop_now(r->loop);
-		relay_arm(r, r->cfg->handshake_timeout_ms);
+		if (r->cfg->limit != NULL) {
+			uint32_t n = atomic_fetch_add(&r->cfg->limit->active, 1);
+
+			r->flags |= F_COUNTED;
+			if (r->cfg->limit->max != 0 && n >= r->cfg->limit->max) {
+				atomic_fetch_add(&r->cfg->limit->refused, 1);
+				r->state = R_CONNECT;
+				relay_end(r, RELAY_DENIED, RELAY_DOWN, ERR_RELAY_LIMIT, NULL);
+				return -1;
+			}
+		}
 	}
 	r->preamble_port = p.port;
 	r->flags &= (uint16_t)~F_UPSTREAM_SET;
@@ -1019,6 +1036,7 @@ struct relay_tunnel *relay_take_tunnel(struct relay *r)
 	t->ssl = u->ssl;
 	t->peer_id = u->peer_id;
 	t->not_after = r->not_after;
+	t->idle_since = r->end_out_ms;
 	u->fd = -1;
 	u->ssl = NULL;
 	u->peer_id = NULL;
@@ -1057,6 +1075,14 @@ int relay_set_framed(struct relay *r, enum relay_side side)
 	if (h->ssl == NULL)
 		return -EINVAL;
 	h->flags |= H_FRAMED;
+	/*
+	 * A kept tunnel may sit idle: TCP keep-alive finds a peer that vanished without a word
+	 * (its node died) within about 20 s of quiet, and the idle tunnel is dropped then.
+	 */
+	(void)setsockopt(h->fd, SOL_SOCKET, SO_KEEPALIVE, &(int){ 1 }, sizeof(int));
+	(void)setsockopt(h->fd, IPPROTO_TCP, TCP_KEEPIDLE, &(int){ 10 }, sizeof(int));
+	(void)setsockopt(h->fd, IPPROTO_TCP, TCP_KEEPINTVL, &(int){ 5 }, sizeof(int));
+	(void)setsockopt(h->fd, IPPROTO_TCP, TCP_KEEPCNT, &(int){ 2 }, sizeof(int));
 	if (side == RELAY_DOWN)
 		r->flags |= F_READ_PREAMBLE;
 	/* Never used past either certificate's notAfter. */

@@ -76,22 +76,27 @@
  * client send the next stream's preamble, and only on a connection that no END 65535 came
  * on. An application connection that resets after its side already sent END resets the
  * whole TLS connection (and with it, the other application connection), as in version 1;
- * so does a timeout. The client sends a preamble and its frames in
- * as few TLS records as it can (a frame never spans two records when it can be avoided).
- * A server keeps a connection with no stream open for RELAY_TUNNEL_KEEP_MS, unless it shuts
- * down; a client starts a stream only on a connection that has been idle for less than
- * RELAY_TUNNEL_REUSE_MS, so that a server never closes a connection that a stream is
- * starting on, except when it shuts down. Closing an idle connection, either side sends
- * close_notify. A stream on a kept connection is authorized as any other (on_preamble);
- * the peer's identity is the one its handshake proved, and the connection is not used
- * past the peer certificate's notAfter.
+ * so does a timeout (the connection ends in the middle of a stream, which the peer takes
+ * as a reset). Frames may span TLS records, and a record may hold several frames.
+ *
+ * A server keeps a connection with no stream open for RELAY_TUNNEL_KEEP_MS from when it has
+ * read the client's end of the last stream, unless it shuts down, its identity or trust
+ * bundle changed, or a certificate expires. A client starts a stream only on a connection
+ * whose last end it sent less than RELAY_TUNNEL_REUSE_MS ago and whose certificates are
+ * good for RELAY_TUNNEL_CERT_MARGIN_S more (the clocks of two nodes differ), so that a
+ * server does not close a connection that a stream is starting on, but when it shuts down
+ * or a peer vanished. Closing an idle connection, either side sends close_notify. A stream
+ * on a kept connection is authorized as any other (on_preamble); the peer's identity is
+ * the one its handshake proved, and no stream starts on a connection past either
+ * certificate's notAfter (a running one goes on, as a long connection does).
  */
 
 /* How long a server keeps an idle protocol 2 tunnel; clients reuse idle ones for less. */
-#define RELAY_TUNNEL_KEEP_MS  90000
-#define RELAY_TUNNEL_REUSE_MS 60000
+#define RELAY_TUNNEL_KEEP_MS       90000
+#define RELAY_TUNNEL_REUSE_MS      60000
+#define RELAY_TUNNEL_CERT_MARGIN_S 15
 
-/* The largest data frame: with its header and an END it fits one TLS record. */
+/* The largest data frame: with its header and an END, 16 KiB. */
 #define RELAY_FRAME_MAX 16380
 
 enum relay_side { RELAY_DOWN, RELAY_UP };
@@ -270,8 +275,10 @@ int relay_set_framed(struct relay *r, enum relay_side side);
 struct relay_tunnel {
 	int fd;
 	SSL *ssl;
-	char *peer_id;     /* the peer's verified SPIFFE ID, or NULL */
-	int64_t not_after; /* the earlier notAfter of both certificates, Unix seconds */
+	char *peer_id;       /* the peer's verified SPIFFE ID, or NULL */
+	int64_t not_after;   /* the earlier notAfter of both certificates, Unix seconds */
+	uint64_t idle_since; /* loop_now when our end of the last stream was written: the
+	                      * server's keep time starts later, once it has read it */
 };
 
 /*

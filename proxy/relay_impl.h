@@ -76,6 +76,7 @@ enum {
 	F_REUSABLE = 1 << 8, /* in on_close: the stream's tunnel may carry another */
 	F_ABORT = 1 << 9,    /* framed: the application side is reset; the tunnel finishes */
 	F_ABORT_DONE = 1 << 10, /* both ends of the aborted stream went through */
+	F_PRE_IN = 1 << 11,     /* a kept tunnel got a byte of its next preamble */
 };
 
 /* An address, small: the relay keeps two. */
@@ -119,6 +120,7 @@ struct relay {
 	uint16_t preamble_port;
 	struct preamble pre; /* with F_HAS_PRE: sent once the upstream is ready */
 	int64_t not_after;   /* the framed side's: the earlier notAfter of both certificates */
+	uint64_t end_out_ms; /* framed: when this side's END (or RESET) was all written */
 	/* With F_ABORT: how the stream ended, for on_close once the tunnel is through. */
 	const char *abort_reason;
 	int abort_error;

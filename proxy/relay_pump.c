@@ -95,8 +95,11 @@ static int tls_read_failed(struct relay *r, struct relay_half *h, int rc)
 		relay_pump_drop_buf(r, h);
 		return 0;
 	case SSL_ERROR_ZERO_RETURN:
-		/* Framed, a stream ends with its END: a close_notify before it is a truncation. */
-		if (relay_framed(h) && r->state == R_RELAY) {
+		/*
+		 * Framed, a stream ends with its END: a close_notify before it is a truncation,
+		 * also while the server is still connecting (it reads the stream early).
+		 */
+		if (relay_framed(h) && r->state != R_PREAMBLE) {
 			half_fail(r, h, -ECONNRESET, "tunnel closed before the end of the stream");
 			return -1;
 		}
@@ -403,8 +406,10 @@ static int frame_write(struct relay *r, struct relay_half *h)
 	}
 	loop_buf_put(r->loop, h->wq);
 	h->wq = NULL;
-	if (h->wq_end)
+	if (h->wq_end) {
 		h->flags |= H_WR_SHUT;
+		r->end_out_ms = loop_now(r->loop);
+	}
 	return 1;
 }
 

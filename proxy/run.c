@@ -444,6 +444,19 @@ static void run_idle_unlink(struct run_conn *c)
 	c->idle = false;
 }
 
+/*
+ * Server side: whether a tunnel was made with the identity and trust bundle in force now.
+ * One made before a change is not kept for more streams (clients make new ones).
+ */
+static bool run_server_ctx_current(struct run *run, struct relay *r)
+{
+	SSL_CTX *now = creds_server_ctx(run->creds);
+	bool same = now != NULL && SSL_get_SSL_CTX(relay_ssl(r, RELAY_DOWN)) == now;
+
+	SSL_CTX_free(now);
+	return same;
+}
+
 /* Whether the handshake on ssl chose tunnel protocol 2. */
 static bool run_alpn_2(SSL *ssl)
 {
@@ -584,7 +597,8 @@ static void run_on_close(struct relay *r, const struct relay_stats *st)
 	}
 	/* Protocol 2: the TLS connection carries the next stream, unless we are going. */
 	if (st->reusable && !atomic_load(&w->run->draining)) {
-		if ((c->kind == RUN_TUNNEL || c->kind == RUN_TERMINATE) && relay_next_stream(r) == 0) {
+		if ((c->kind == RUN_TUNNEL || c->kind == RUN_TERMINATE) &&
+		    run_server_ctx_current(w->run, r) && relay_next_stream(r) == 0) {
 			c->app_port = 0;
 			c->rule = -1;
 			c->policy[0] = '\0';

@@ -233,6 +233,28 @@ def test_draining_closes_kept_tunnels_at_once(env):
         pair.stop()
 
 
+def test_kept_tunnels_hold_no_place_in_the_connection_limit(env):
+    """limits.max_connections counts connections: a server's idle kept tunnel is not one,
+    and its next stream takes a place again."""
+    pair = Pair(env, env["backend"].http_port, server_cfg="limits:\n  max_connections: 1\n")
+    other_port = free_port()
+    other = Proxy(env["dir"], "client", f"originate 127.0.0.1:{other_port} "
+                  f"127.0.0.1:{pair.b_port} {SERVER_ID}", env["tokens"]["client"], env["ca_env"])
+    try:
+        assert wait_for(other.ready)
+        pair.get_in_turn("/first", 1)
+        # The first pair's tunnel waits, idle: another client gets the one place.
+        with urllib.request.urlopen(f"http://127.0.0.1:{other_port}/other", timeout=10) as r:
+            assert json.loads(r.read()) == {"path": "/other"}
+        # Once that stream is over on the server (its tunnel idle too), the first one's next.
+        assert wait_for(lambda: len(pair.lines(pair.server)) == 2)
+        assert pair.get("/again") == {"path": "/again"}
+        assert pair.streams(pair.client) == {"new": 1, "reused": 1}
+    finally:
+        assert other.stop() == 0
+        pair.stop()
+
+
 # The wire format, from a client written from docs/proxy.md.
 
 def frames_of(tls):

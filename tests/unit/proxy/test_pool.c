@@ -18,6 +18,7 @@
 #include "proxy/pool.h"
 
 static SSL_CTX *ctx_a, *ctx_b;
+static struct loop *cur_loop; /* the test's: tunnels are idle since its now */
 
 static int setup(void **state)
 {
@@ -41,10 +42,11 @@ static struct loop *new_loop(void)
 	struct loop *loop = loop_new(&err);
 
 	assert_non_null(loop);
+	cur_loop = loop;
 	return loop;
 }
 
-/* A tunnel over one end of a socket pair; *peer is the other end. */
+/* A tunnel over one end of a socket pair, idle since now; *peer is the other end. */
 static struct relay_tunnel *tunnel(SSL_CTX *ctx, int64_t not_after, int *peer)
 {
 	struct relay_tunnel *t = calloc(1, sizeof(*t));
@@ -58,6 +60,7 @@ static struct relay_tunnel *tunnel(SSL_CTX *ctx, int64_t not_after, int *peer)
 	assert_true(SSL_set_fd(t->ssl, sv[0]));
 	SSL_set_connect_state(t->ssl);
 	t->not_after = not_after;
+	t->idle_since = loop_now(cur_loop);
 	*peer = sv[1];
 	return t;
 }
@@ -202,6 +205,35 @@ static void test_peer_close_and_idle_time(void **state)
 	loop_free(loop);
 }
 
+static void test_idle_since(void **state)
+{
+	struct loop *loop = new_loop();
+	struct pool *p = pool_new(loop, 8, 300);
+	struct sockaddr_in a = addr("10.0.0.1", 15008);
+	struct relay_tunnel *t;
+	int peer1, peer2;
+	char c;
+
+	(void)state;
+	/* Its end went out longer ago than the idle time: closed at once. */
+	t = tunnel(ctx_a, later(), &peer1);
+	t->idle_since -= 300;
+	pool_put(p, (struct sockaddr *)&a, NULL, t);
+	assert_int_equal(pool_size(p), 0);
+	assert_int_equal(read(peer1, &c, 1), 0);
+	/* 200 ms ago: kept for the 100 ms left, not for 300 more. */
+	t = tunnel(ctx_a, later(), &peer2);
+	t->idle_since -= 200;
+	pool_put(p, (struct sockaddr *)&a, NULL, t);
+	assert_int_equal(pool_size(p), 1);
+	run_for(loop, 180);
+	assert_int_equal(pool_size(p), 0);
+	close(peer1);
+	close(peer2);
+	pool_free(p);
+	loop_free(loop);
+}
+
 static void test_full_and_flush(void **state)
 {
 	struct loop *loop = new_loop();
@@ -235,6 +267,7 @@ int main(void)
 		cmocka_unit_test(test_most_recent_first),
 		cmocka_unit_test(test_unusable_ones_are_closed),
 		cmocka_unit_test(test_peer_close_and_idle_time),
+		cmocka_unit_test(test_idle_since),
 		cmocka_unit_test(test_full_and_flush),
 	};
 
