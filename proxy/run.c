@@ -992,8 +992,12 @@ static void run_close_idle(struct loop *loop, void *arg)
 
 	(void)loop;
 	pool_flush(w->pool);
-	while (w->idle != NULL)
-		relay_close(w->idle->r, RELAY_CLOSED); /* on_close unlinks it */
+	while (w->idle != NULL) {
+		struct run_conn *c = w->idle;
+
+		run_idle_unlink(c);
+		relay_close(c->r, RELAY_CLOSED); /* on_close frees c */
+	}
 }
 
 /* After SIGTERM: stop accepting, report not ready, let connections end or time out. */
