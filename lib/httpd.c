@@ -478,11 +478,18 @@ static struct MHD_Daemon *httpd_mhd_start(struct httpd *h, const char *cert_pem,
 	    MHD_OPTION_EXTERNAL_LOGGER, httpd_mhd_log, h, MHD_OPTION_END);
 }
 
-static void httpd_daemon_free(struct httpd_daemon *d)
+/*
+ * Stops d. A daemon whose listening socket another daemon uses (or will) is quiesced first,
+ * so that stopping it does not close the socket. The last one to go (last: true) is not:
+ * libmicrohttpd 0.9.75's quiesce races with its own epoll workers (both remove the socket
+ * from a worker's epoll set; the loser aborts the process with "Failed to remove listen FD
+ * from epoll set"), and stopping an unquiesced daemon closes the socket itself.
+ */
+static void httpd_daemon_free(struct httpd_daemon *d, bool last)
 {
-	/* Quiesced first, so that stopping never closes the listening socket we own. */
 	if (d->mhd != NULL) {
-		MHD_quiesce_daemon(d->mhd);
+		if (!last)
+			MHD_quiesce_daemon(d->mhd);
 		MHD_stop_daemon(d->mhd);
 	}
 	free(d->cert_pem);
@@ -552,7 +559,7 @@ static void httpd_reload(struct httpd *h)
 		/* A pair caught half-written is read again at the next look. */
 		log_warnx("new serving certificate not loaded; keeping the current one",
 		          LOG_STR("server", h->o.name), LOG_STR("reason", e.msg));
-		httpd_daemon_free(&next);
+		httpd_daemon_free(&next, false);
 		h->cert_stamp = cs;
 		h->key_stamp = ks;
 		return;
@@ -562,7 +569,7 @@ static void httpd_reload(struct httpd *h)
 	if (slot == HTTPD_MAX_DRAINING) {
 		log_warnx("certificate reload deferred: too many servers still draining",
 		          LOG_STR("server", h->o.name));
-		httpd_daemon_free(&next);
+		httpd_daemon_free(&next, false);
 		return;
 	}
 	next.mhd = httpd_mhd_start(h, next.cert_pem, next.key_pem);
@@ -570,7 +577,7 @@ static void httpd_reload(struct httpd *h)
 		log_warnx("new serving certificate refused by the TLS library; keeping the current "
 		          "one",
 		          LOG_STR("server", h->o.name));
-		httpd_daemon_free(&next);
+		httpd_daemon_free(&next, false);
 		h->cert_stamp = cs;
 		h->key_stamp = ks;
 		return;
@@ -601,7 +608,7 @@ static void httpd_reap(struct httpd *h)
 		info = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
 		if ((info != NULL && info->num_connections == 0) ||
 		    now - d->retired >= HTTPD_DRAIN_SECONDS)
-			httpd_daemon_free(d);
+			httpd_daemon_free(d, false);
 	}
 }
 
@@ -687,8 +694,11 @@ void httpd_stop(struct httpd *h)
 		pthread_join(h->watcher, NULL);
 	}
 	for (size_t i = 0; i < HTTPD_MAX_DRAINING; i++)
-		httpd_daemon_free(&h->draining[i]);
-	httpd_daemon_free(&h->current);
+		httpd_daemon_free(&h->draining[i], false);
+	/* The current daemon closes the listening socket as it stops. */
+	if (h->current.mhd != NULL)
+		h->fd = -1;
+	httpd_daemon_free(&h->current, true);
 	if (h->fd >= 0)
 		close(h->fd);
 	pthread_cond_destroy(&h->wake);
