@@ -500,7 +500,8 @@ static void relay_timeout(struct loop *loop, struct loop_timer *t)
 	switch (r->state) {
 	case R_DOWN_HS:
 	case R_PREAMBLE:
-		if (r->flags & F_IDLE) {
+		/* A kept tunnel with no byte of a next stream: its keep time is over. */
+		if ((r->flags & (F_IDLE | F_PRE_IN)) == F_IDLE) {
 			relay_end(r, RELAY_CLOSED, RELAY_DOWN, 0, "idle tunnel");
 			return;
 		}
@@ -672,7 +673,7 @@ static int relay_read_preamble(struct relay *r)
 		}
 		if (d->flags & H_RD_EOF) {
 			/* A kept tunnel that the client closes between streams ends quietly. */
-			if (r->flags & F_IDLE)
+			if ((r->flags & (F_IDLE | F_PRE_IN)) == F_IDLE)
 				relay_end(r, RELAY_CLOSED, RELAY_DOWN, 0, "idle tunnel closed");
 			else
 				relay_end(r, RELAY_HANDSHAKE_FAILED, RELAY_DOWN, -ECONNRESET,

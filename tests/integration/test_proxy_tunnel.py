@@ -399,3 +399,21 @@ def test_draining_with_part_of_a_preamble_in(raw):
         server.proc.terminate()
         assert server.proc.wait(timeout=10) == 0
         assert time.time() - start < 5
+
+
+def test_a_kept_tunnel_closed_in_a_preamble_is_reported(raw):
+    """Closed between streams: nothing to report. Closed with part of the next preamble
+    in: a connection that failed before its preamble, as on a new tunnel."""
+    connect, server = raw
+    for cut in (0, 3):
+        with connect() as tls:
+            tls.sendall(preamble() + frame(b"GET /x HTTP/1.0\r\n\r\n") + frame(b""))
+            assert frames_of(tls)[1] == 0
+            if cut:
+                tls.sendall(preamble()[:cut])
+    assert wait_for(lambda: len([l for l in server.log() if l["msg"] == "connection"]) == 3)
+    time.sleep(0.3)
+    lines = [l for l in server.log() if l["msg"] == "connection"]
+    # (The client closes without close_notify: a reset, as it is before a first preamble.)
+    assert [l["result"] for l in lines] == ["ok", "ok", "reset"], lines
+    assert lines[2]["reused"] and lines[2]["bytes_up"] == 0, lines[2]
