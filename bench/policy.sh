@@ -41,17 +41,9 @@ done
 TD=bench.local
 CLK_TCK=$(getconf CLK_TCK)
 work=$(mktemp -d /tmp/meshlet-bench-policy.XXXXXX)
-pids=()
-cleanup() {
-	for p in "${pids[@]+"${pids[@]}"}"; do kill "$p" 2>/dev/null || true; done
-	sleep 0.3
-	for p in "${pids[@]+"${pids[@]}"}"; do kill -9 "$p" 2>/dev/null || true; done
-	rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# Processes stopped by PID at exit, free ports, the nginx backend.
+. bench/lib.sh
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { # PORT
 	for _ in $(seq 100); do
 		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
@@ -76,23 +68,8 @@ for who in client server; do
 		--ttl 24h --out "$work/$who" >/dev/null
 done
 backend=$(free_port)
-cat >"$work/nginx.conf" <<EOF
-daemon off;
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/nginx.err warn;
-events { worker_connections 4096; }
-http {
-	access_log off;
-	keepalive_requests 1000000;
-	server {
-		listen 127.0.0.1:$backend;
-		location / { return 200 "hello from the backend, a body of some fifty bytes.\n"; }
-	}
-}
-EOF
-"$NGINX" -c "$work/nginx.conf" -p "$work" 2>/dev/null &
-pids+=($!)
+nginx_backend "$work/nginx" 127.0.0.1 "$backend" 52
+spawn "$work/nginx/out.log" "$NGINX" -c "$work/nginx/nginx.conf" -p "$work/nginx"
 wait_port "$backend"
 
 proxy_conf() { # ROLE STATIC ADMIN [POLICY-YAML] -> config file
@@ -120,8 +97,7 @@ EOF
 }
 server_port=$(free_port) client_port=$(free_port)
 proxy_conf client "originate 127.0.0.1:$client_port 127.0.0.1:$server_port spiffe://$TD/ns/bench/sa/server" "$(free_port)"
-build/bin/meshlet-proxy run --config "$work/client.yaml" 2>"$work/client.log" &
-pids+=($!)
+spawn "$work/client.log" build/bin/meshlet-proxy run --config "$work/client.yaml"
 wait_port "$client_port"
 
 policies() { # N -> N ALLOW policies, the matching one last
@@ -180,9 +156,8 @@ for cfg in $configs; do
 		;;
 	esac
 	proxy_conf server "terminate 127.0.0.1:$server_port 127.0.0.1:$backend" "$(free_port)" "$extra"
-	build/bin/meshlet-proxy run --config "$work/server.yaml" 2>"$work/server.log" &
-	spid=$!
-	pids+=($spid)
+	spawn "$work/server.log" build/bin/meshlet-proxy run --config "$work/server.yaml"
+	spid=$SPAWNED
 	wait_port "$server_port"
 	curl -sf "http://127.0.0.1:$client_port/svc/item" >/dev/null ||
 		{ echo "bench/policy.sh: $cfg: a request through the pair failed" >&2; cat "$work/server.log" >&2; exit 1; }
@@ -197,8 +172,7 @@ for cfg in $configs; do
 	done
 	rps[$cfg]=$(median "${r[@]}") p50[$cfg]=$(median "${p[@]}") p99[$cfg]=$(median "${q[@]}")
 	cpu[$cfg]=$(median "${c[@]}")
-	kill "$spid"
-	wait "$spid" 2>/dev/null || true
+	stop "$spid"
 done
 
 printf '\nAuthorization policies on an HTTP port, one meshlet-proxy pair on loopback\n'
