@@ -122,7 +122,6 @@ static void half_release(struct relay *r, struct relay_half *h, bool rst)
 static void relay_recycle(struct relay *r);
 static void relay_arm(struct relay *r, uint32_t ms);
 static void relay_deadlines(struct relay *r);
-static void relay_advance_task(struct loop *loop, struct loop_task *t);
 
 /*
  * Whether the stream's tunnel may carry another: both ENDs went through, neither side said
@@ -276,7 +275,7 @@ void relay_end(struct relay *r, enum relay_result result, enum relay_side side, 
 	loop_queue(r->loop, &r->task, relay_free_task);
 }
 
-static void relay_advance_task(struct loop *loop, struct loop_task *t)
+void relay_advance_task(struct loop *loop, struct loop_task *t)
 {
 	(void)loop;
 	relay_advance(container_of(t, struct relay, task));

@@ -162,6 +162,9 @@ void relay_end(struct relay *r, enum relay_result result, enum relay_side side, 
 /* Runs the state machine as far as it goes without waiting. */
 void relay_advance(struct relay *r);
 
+/* A loop task (r->task) that runs relay_advance: a deferred pump, or a look at a kept tunnel. */
+void relay_advance_task(struct loop *loop, struct loop_task *t);
+
 /*
  * Framed: the application side failed, or the peer's did (RESET): reset the application
  * side and finish the stream on the tunnel; the relay ends with result once it is through.

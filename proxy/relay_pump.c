@@ -544,12 +544,6 @@ void relay_pump_update(struct relay *r)
 	}
 }
 
-static void relay_pump_task(struct loop *loop, struct loop_task *t)
-{
-	(void)loop;
-	relay_advance(container_of(t, struct relay, task));
-}
-
 /*
  * Moves bytes as far as the sockets let it, then updates the interest. Before the relay
  * state only the downstream is read (early bytes are kept for the upstream).
@@ -605,6 +599,6 @@ void relay_pump(struct relay *r)
 		}
 	}
 	/* Enough for this wakeup: come back after the other connections had theirs. */
-	loop_queue(r->loop, &r->task, relay_pump_task);
+	loop_queue(r->loop, &r->task, relay_advance_task);
 	relay_pump_update(r);
 }
