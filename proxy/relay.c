@@ -311,7 +311,7 @@ static void relay_recycle(struct relay *r)
 	clock_gettime(CLOCK_REALTIME, &now);
 	left = (r->not_after - (int64_t)now.tv_sec) * 1000;
 	relay_arm(r, left < RELAY_TUNNEL_KEEP_MS ? (uint32_t)(left > 1 ? left : 1)
-	                                          : RELAY_TUNNEL_KEEP_MS);
+	                                         : RELAY_TUNNEL_KEEP_MS);
 	/* OpenSSL may hold the next preamble already: look at once. */
 	loop_queue(r->loop, &r->task, relay_advance_task);
 }
@@ -490,6 +490,7 @@ static void relay_deadlines(struct relay *r)
 }
 
 static void relay_upstream_failed(struct relay *r, int err);
+static bool relay_probe_failed(struct relay *r, int err, const char *reason);
 
 static void relay_timeout(struct loop *loop, struct loop_timer *t)
 {
@@ -507,6 +508,10 @@ static void relay_timeout(struct loop *loop, struct loop_timer *t)
 		relay_end(r, RELAY_TIMEOUT, RELAY_DOWN, -ETIMEDOUT, "handshake");
 		return;
 	case R_UP_HS:
+		if (relay_probe_failed(r, -ETIMEDOUT, "handshake")) {
+			relay_advance(r);
+			return;
+		}
 		relay_end(r, RELAY_TIMEOUT, RELAY_UP, -ETIMEDOUT, "handshake");
 		return;
 	case R_CONNECTING:
@@ -644,6 +649,9 @@ static int relay_handshake(struct relay *r, struct relay_half *h)
 		h->flags = (uint16_t)((h->flags | H_HS_WANTS_WRITE) & ~H_WR_READY);
 		return 0;
 	}
+	if (h == &r->up &&
+	    relay_probe_failed(r, relay_tls_error(e), relay_tls_reason(h->ssl, e, rc)))
+		return -1;
 	relay_end(r, RELAY_HANDSHAKE_FAILED, relay_side_of(r, h), relay_tls_error(e),
 	          relay_tls_reason(h->ssl, e, rc));
 	return -1;
@@ -759,13 +767,43 @@ static void relay_upstream_failed(struct relay *r, int err)
 		relay_end(r, RELAY_CONNECT_FAILED, RELAY_UP, err, NULL);
 }
 
+/*
+ * A probed upstream's handshake failed (err, reason), or it did not answer in time
+ * (-ETIMEDOUT): on_probe_failed, with the failed TLS connection still at
+ * relay_ssl(r, RELAY_UP), may set another target. Returns false for an upstream that is not
+ * probed (the caller ends the relay); true when the relay is in R_CONNECT to try again, or
+ * closed (the failure stands).
+ */
+static bool relay_probe_failed(struct relay *r, int err, const char *reason)
+{
+	int rc = err;
+
+	if (!(r->flags & F_PROBE))
+		return false;
+	ERR_clear_error();
+	r->flags &= (uint16_t) ~(F_PROBE | F_UPSTREAM_SET);
+	relay_drop_upstream(r);
+	r->state = R_CONNECT;
+	if (r->attempts < RELAY_MAX_ATTEMPTS && r->cfg->on_probe_failed != NULL) {
+		rc = r->cfg->on_probe_failed(r, err);
+		if (rc == 0 && !(r->flags & F_UPSTREAM_SET))
+			rc = err;
+	}
+	if (rc < 0)
+		relay_end(r, err == -ETIMEDOUT ? RELAY_TIMEOUT : RELAY_HANDSHAKE_FAILED, RELAY_UP,
+		          err, reason);
+	return true;
+}
+
 static void relay_connected(struct relay *r)
 {
 	loop_timer_stop(r->loop, &r->timer);
 	if (r->up.ssl != NULL) {
 		r->state = R_UP_HS;
 		r->up.flags |= H_RD_READY | H_WR_READY;
-		relay_arm(r, r->cfg->handshake_timeout_ms);
+		relay_arm(r, (r->flags & F_PROBE) && r->probe_ms < r->cfg->handshake_timeout_ms
+		                 ? r->probe_ms
+		                 : r->cfg->handshake_timeout_ms);
 	} else {
 		relay_enter_relay(r);
 	}
@@ -865,6 +903,8 @@ void relay_advance(struct relay *r)
 			break;
 		case R_UP_HS:
 			rc = relay_handshake(r, &r->up);
+			if (rc < 0 && r->state == R_CONNECT)
+				break; /* a probe failed: another upstream is set */
 			if (rc <= 0)
 				goto wait;
 			relay_enter_relay(r);
@@ -994,6 +1034,7 @@ int relay_set_upstream(struct relay *r, const struct sockaddr *addr, socklen_t l
 	r->up.ssl = ssl;
 	if (ssl != NULL)
 		SSL_set_connect_state(ssl);
+	r->flags &= (uint16_t)~F_PROBE;
 	r->dst = dst;
 	r->flags |= F_UPSTREAM_SET;
 	return 0;
@@ -1007,7 +1048,7 @@ int relay_use_tunnel(struct relay *r, const struct sockaddr *addr, socklen_t len
 	if (rc == 0)
 		rc = loop_watch(r->loop, t->fd, 0, relay_io, r);
 	if (rc < 0) {
-		r->flags &= (uint16_t)~(F_UPSTREAM_SET | F_HAS_PRE);
+		r->flags &= (uint16_t) ~(F_UPSTREAM_SET | F_HAS_PRE);
 		relay_tunnel_close(t);
 		return rc;
 	}
@@ -1018,6 +1059,15 @@ int relay_use_tunnel(struct relay *r, const struct sockaddr *addr, socklen_t len
 	r->up.flags = H_FRAMED;
 	r->flags |= F_REUSED;
 	free(t);
+	return 0;
+}
+
+int relay_probe_upstream(struct relay *r, uint32_t timeout_ms)
+{
+	if (!(r->flags & F_UPSTREAM_SET) || r->up.ssl == NULL || r->up.fd >= 0)
+		return -EINVAL;
+	r->flags |= F_PROBE;
+	r->probe_ms = timeout_ms;
 	return 0;
 }
 

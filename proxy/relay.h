@@ -26,6 +26,7 @@
  *	CONNECT         non-blocking connect to the upstream; a failure    [connect timeout]
  *	                goes to on_upstream_failed, which may set another upstream (retry)
  *	UP_HANDSHAKE    upstream TLS handshake, then on_handshake(UP)      [handshake timeout]
+ *	                (a probed upstream's failure goes to on_probe_failed: retry, as above)
  *	RELAY           bytes both ways; a preamble given to relay_set_upstream goes first
  *	                                [idle timeout; with HTTP, also the request head's]
  *	closed          on_close(stats) once, then the relay is freed after the loop's round
@@ -208,9 +209,21 @@ struct relay_config {
 	 * any byte was relayed. Call relay_set_upstream with another target and return 0 to
 	 * try it, or return a negative code to close with RELAY_CONNECT_FAILED. NULL gives
 	 * up. A relay tries at most RELAY_MAX_ATTEMPTS targets. A TLS handshake that fails
-	 * after the connect succeeded is not retried: that is RELAY_HANDSHAKE_FAILED.
+	 * after the connect succeeded is not retried (RELAY_HANDSHAKE_FAILED), unless the
+	 * upstream was probed (on_probe_failed).
 	 */
 	int (*on_upstream_failed)(struct relay *r, int err);
+
+	/*
+	 * The handshake with an upstream marked by relay_probe_upstream failed (err: -EPROTO
+	 * for a TLS error, -ECONNRESET or another -errno for a peer that closed) or got no
+	 * answer in time (-ETIMEDOUT), before any byte was relayed. relay_ssl(r, RELAY_UP) is
+	 * still the failed TLS connection (how far did it get?), its socket closed. As with
+	 * on_upstream_failed, relay_set_upstream and 0 try another target; a negative code
+	 * ends the relay with RELAY_HANDSHAKE_FAILED (RELAY_TIMEOUT for -ETIMEDOUT). NULL:
+	 * the failure stands.
+	 */
+	int (*on_probe_failed)(struct relay *r, int err);
 
 	/* Once, when the relay closes, whatever the result; the relay is freed soon after. */
 	void (*on_close)(struct relay *r, const struct relay_stats *stats);
@@ -241,6 +254,16 @@ struct relay *relay_new(struct loop *loop, const struct relay_config *cfg, int f
  */
 int relay_set_upstream(struct relay *r, const struct sockaddr *addr, socklen_t len, SSL_CTX *tls,
                        const struct preamble *pre);
+
+/*
+ * relay_probe_upstream - the TLS upstream just set may not be a TLS server at all (a
+ * Service's backend without a sidecar, reached on the application's own port): a
+ * handshake that fails, or that is not done within timeout_ms (when shorter than the
+ * handshake timeout), goes to on_probe_failed, which may set a plain upstream instead.
+ * Call after relay_set_upstream (a later relay_set_upstream undoes it). Returns 0, or
+ * -EINVAL when no TLS upstream is set.
+ */
+int relay_probe_upstream(struct relay *r, uint32_t timeout_ms);
 
 /*
  * relay_start - begin: handshake, preamble, connect as set up. Failures from here on end

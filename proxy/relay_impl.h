@@ -67,16 +67,17 @@ enum {
 enum {
 	F_READ_PREAMBLE = 1 << 0,
 	F_UPSTREAM_SET = 1 << 1,
-	F_COUNTED = 1 << 2, /* holds a place in cfg->limit */
-	F_HAS_PRE = 1 << 3, /* r->pre is to be sent before the client's bytes */
-	F_SPENT = 1 << 4,   /* framed: this stream ends the tunnel (the flow stopped reading) */
-	F_REUSED = 1 << 5,  /* the stream runs on a tunnel that carried one before */
-	F_IDLE = 1 << 6,    /* a kept tunnel waits for its next stream (relay_next_stream) */
-	F_NEXT = 1 << 7,    /* on_close called relay_next_stream */
-	F_REUSABLE = 1 << 8, /* in on_close: the stream's tunnel may carry another */
-	F_ABORT = 1 << 9,    /* framed: the application side is reset; the tunnel finishes */
+	F_COUNTED = 1 << 2,     /* holds a place in cfg->limit */
+	F_HAS_PRE = 1 << 3,     /* r->pre is to be sent before the client's bytes */
+	F_SPENT = 1 << 4,       /* framed: this stream ends the tunnel (the flow stopped reading) */
+	F_REUSED = 1 << 5,      /* the stream runs on a tunnel that carried one before */
+	F_IDLE = 1 << 6,        /* a kept tunnel waits for its next stream (relay_next_stream) */
+	F_NEXT = 1 << 7,        /* on_close called relay_next_stream */
+	F_REUSABLE = 1 << 8,    /* in on_close: the stream's tunnel may carry another */
+	F_ABORT = 1 << 9,       /* framed: the application side is reset; the tunnel finishes */
 	F_ABORT_DONE = 1 << 10, /* both ends of the aborted stream went through */
 	F_PRE_IN = 1 << 11,     /* a kept tunnel got a byte of its next preamble */
+	F_PROBE = 1 << 12,      /* the upstream may not speak TLS to us (relay_probe_upstream) */
 };
 
 /* An address, small: the relay keeps two. */
@@ -97,9 +98,9 @@ struct relay_half {
 	uint16_t frame_left; /* framed: data bytes of the frame being read; 0: a header is next */
 	uint32_t start, end;
 	uint32_t gate; /* with HTTP: bytes before gate may be written, the rest wait for the flow */
-	uint32_t wq_off, wq_len;         /* framed: the frames in wq, and how much is out */
+	uint32_t wq_off, wq_len;            /* framed: the frames in wq, and how much is out */
 	uint8_t head[FRAME_HEAD], head_len; /* framed: a frame header read in part */
-	bool wq_end;      /* framed: the frame in wq ends the stream's direction */
+	bool wq_end; /* framed: the frame in wq ends the stream's direction */
 	char *buf;
 	SSL *ssl;
 	char *wq;         /* framed: a frame made for this side (a loop buffer), or NULL */
@@ -118,6 +119,7 @@ struct relay {
 	uint8_t state, pre_len, attempts;
 	uint16_t flags;
 	uint16_t preamble_port;
+	uint32_t probe_ms;   /* with F_PROBE: the time the upstream has to answer the hello */
 	struct preamble pre; /* with F_HAS_PRE: sent once the upstream is ready */
 	int64_t not_after;   /* the framed side's: the earlier notAfter of both certificates */
 	uint64_t end_out_ms; /* framed: when this side's END (or RESET) was all written */

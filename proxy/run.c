@@ -26,12 +26,15 @@
 #include "relay.h"
 #include "run.h"
 #include "settings.h"
+#include "sniff.h"
 
-#define PROG            "meshlet-proxy run"
+#define PROG "meshlet-proxy run"
 /* Tunnel protocol 2 (streams over kept connections) first; 1 for older peers. */
-#define RUN_ALPN        "meshlet/2,meshlet/1"
-#define RUN_ALPN_V1     "meshlet/1"
-#define RUN_ALPN_2      "meshlet/2"
+#define RUN_ALPN    "meshlet/2,meshlet/1"
+#define RUN_ALPN_V1 "meshlet/1"
+#define RUN_ALPN_2  "meshlet/2"
+/* A Service's connections: one TLS connection each, balanced by kube-proxy (no reuse). */
+static const unsigned char run_alpn_service[] = "\x09meshlet/1";
 #define RUN_MAX_STATIC  16
 #define RUN_MAX_WORKERS 64
 /* Destinations remembered as having no sidecar, per worker. */
@@ -110,12 +113,14 @@ struct run_conn {
 	struct run_worker *w;
 	struct relay *r;
 	enum run_kind kind;
-	uint16_t app_port;   /* server side: the application's port, for policy */
-	int rule;            /* the rule of policy that allowed the connection, or -1 */
-	char policy[128];    /* the policy that decided the connection (TCP ports), or "" */
+	uint16_t app_port; /* server side: the application's port, for policy */
+	int rule;          /* the rule of policy that allowed the connection, or -1 */
+	char policy[128];  /* the policy that decided the connection (TCP ports), or "" */
 	const struct run_static *st;
 	bool mtls;
 	bool fell_back;
+	bool service;  /* outbound: to a Service address, on its own port (probed) */
+	bool captured; /* inbound: mutual TLS that came to the capture port (via a Service) */
 	struct run_conn *idle_next, *idle_prev; /* server side: a kept tunnel between streams */
 	bool idle;
 	struct sockaddr_storage orig; /* outbound: the original destination */
@@ -140,6 +145,14 @@ struct run_session {
 	SSL_SESSION *sess;
 };
 
+/* An inbound connection whose first bytes are awaited (sniff.h). */
+struct run_sniff {
+	struct sniff s;
+	struct run_listen *ls;
+	struct sockaddr_storage peer;
+	socklen_t plen;
+};
+
 /* One listening socket of a worker, and what its connections are. */
 struct run_listen {
 	struct run_worker *w;
@@ -157,8 +170,9 @@ struct run_worker {
 	size_t nlistens;
 	struct run_fallback fallback[RUN_FALLBACK_SLOTS];
 	struct run_session sessions[RUN_SESSION_SLOTS];
-	struct pool *pool;       /* client side: idle tunnels to start streams on */
-	struct run_conn *idle;   /* server side: kept tunnels waiting for a stream */
+	struct pool *pool;     /* client side: idle tunnels to start streams on */
+	struct run_conn *idle; /* server side: kept tunnels waiting for a stream */
+	struct sniff *sniffs;  /* inbound connections whose first bytes are awaited */
 };
 
 struct run {
@@ -169,7 +183,7 @@ struct run {
 	struct admin *admin;
 	struct relay_config relay_cfg;
 	struct relay_limit limit;
-	struct capture_cidrs mesh, required;
+	struct capture_cidrs mesh, required, services;
 	struct run_static statics[RUN_MAX_STATIC];
 	size_t nstatics;
 	struct run_worker workers[RUN_MAX_WORKERS];
@@ -344,12 +358,11 @@ static struct policy_set *run_decide(struct run_conn *c, uint16_t port,
 
 	relay_source(c->r, &src);
 	policy_decide(set, authz_workload(run->authz),
-	              &(struct policy_request){ .principal = run_principal(c->r),
-	                                        .source = src.ss_family != AF_UNSPEC
-	                                                      ? (struct sockaddr *)&src
-	                                                      : NULL,
-	                                        .port = port,
-	                                        .http = h },
+	              &(struct policy_request){
+	                  .principal = run_principal(c->r),
+	                  .source = src.ss_family != AF_UNSPEC ? (struct sockaddr *)&src : NULL,
+	                  .port = port,
+	                  .http = h },
 	              d);
 	metrics_inc(&run_policy_checks, d->allow ? 0 : 1);
 	if (d->audit != NULL) {
@@ -410,7 +423,8 @@ static int run_authorize(struct relay *r, struct run_conn *c, uint16_t port)
 	         d.policy != NULL ? authz_policy_name(d.policy, name, sizeof(name)) : "");
 	c->rule = d.rule;
 	if (!d.allow)
-		log_warnx("connection denied by policy", LOG_STR("listener", run_kind_names[c->kind]),
+		log_warnx("connection denied by policy",
+		          LOG_STR("listener", run_kind_names[c->kind]),
 		          LOG_STR("peer", relay_peer_id(r, RELAY_DOWN)), LOG_INT("port", port),
 		          LOG_STR("policy", c->policy[0] != '\0' ? c->policy : NULL),
 		          LOG_INT("rule", d.rule), LOG_STR("why", d.why));
@@ -467,6 +481,16 @@ static bool run_alpn_2(SSL *ssl)
 	return n == sizeof(RUN_ALPN_2) - 1 && memcmp(p, RUN_ALPN_2, n) == 0;
 }
 
+/* Whether the handshake on ssl chose one of our protocols (any: we offered only ours). */
+static bool run_alpn_ours(SSL *ssl)
+{
+	const unsigned char *p;
+	unsigned int n;
+
+	SSL_get0_alpn_selected(ssl, &p, &n);
+	return n > 0;
+}
+
 /*
  * Authorization hook: a TLS peer must have a verified SPIFFE ID of our trust domain, and a
  * static originate listener's upstream must be the ID it names.
@@ -481,6 +505,15 @@ static int run_on_handshake(struct relay *r, const struct relay_peer *peer)
 		metrics_inc(&run_denials, 0);
 		log_warnx("peer refused", LOG_STR("listener", run_kind_names[c->kind]),
 		          LOG_STR("peer", peer->id_text != NULL ? peer->id_text : "(none)"));
+		return -EACCES;
+	}
+	/* Behind a Service, a TLS server of the mesh that is no proxy would take our preamble
+	 * for its application's bytes. */
+	if (peer->side == RELAY_UP && c->service && !run_alpn_ours(peer->ssl)) {
+		log_warnx("peer refused", LOG_STR("listener", run_kind_names[c->kind]),
+		          LOG_STR("peer", peer->id_text),
+		          LOG_STR("why", "a Service backend that is not a meshlet proxy (no "
+		                         "meshlet ALPN) but holds a certificate of the mesh"));
 		return -EACCES;
 	}
 	metrics_inc(&run_tunnel_streams, 0);
@@ -513,6 +546,17 @@ static int run_on_preamble(struct relay *r, const struct preamble *p)
 		return relay_set_upstream(r, (const struct sockaddr *)&c->st->upstream,
 		                          c->st->upstream_len, NULL, NULL);
 	}
+	/*
+	 * Through a Service: the connection came to the application's own port (kube-proxy
+	 * chose it: the targetPort), which the preamble, naming the Service's port, cannot
+	 * know. The preamble's port is the client's view, for nothing but its logs.
+	 */
+	if (c->captured) {
+		if (run_authorize(r, c, run_port_of(&c->orig)) < 0)
+			return -EACCES;
+		return relay_set_upstream(r, (struct sockaddr *)&c->orig, run_len(&c->orig), NULL,
+		                          NULL);
+	}
 	/* The address the tunnel connection came to is this pod's own address. */
 	if (getsockname(relay_fd(r, RELAY_DOWN), (struct sockaddr *)&local, &len) < 0)
 		return -errno;
@@ -522,24 +566,64 @@ static int run_on_preamble(struct relay *r, const struct preamble *p)
 	return relay_set_upstream(r, (struct sockaddr *)&local, run_len(&local), NULL, NULL);
 }
 
+/*
+ * The destination has no sidecar (why): plain TCP to the original port, remembered for
+ * outbound.fallback_ttl; unless it is in an mTLS-required range (fail closed: err).
+ */
+static int run_fall_back(struct relay *r, struct run_conn *c, int err, const char *why)
+{
+	struct run *run = c->w->run;
+	struct run_fallback *slot;
+	char dst[64];
+
+	run_addr_text(&c->orig, dst, sizeof(dst));
+	if (run->cfg.mtls_required_ranges != NULL && run_cidr_match(&run->required, &c->orig)) {
+		log_warnx("no sidecar at an mTLS-required destination: refused",
+		          LOG_STR("destination", dst), LOG_STR("why", why));
+		return err;
+	}
+	slot = run_fallback_slot(c->w, &c->orig);
+	slot->addr = c->orig;
+	slot->until_ms = loop_now(c->w->loop) + (uint64_t)run->cfg.fallback_ttl;
+	c->mtls = false;
+	c->fell_back = true;
+	metrics_inc(&run_fallbacks, 0);
+	log_info("no sidecar at the destination: plain TCP", LOG_STR("destination", dst),
+	         LOG_STR("why", why), LOG_INT("remembered_ms", run->cfg.fallback_ttl));
+	return relay_set_upstream(r, (struct sockaddr *)&c->orig, run_len(&c->orig), NULL, NULL);
+}
+
 /* Outbound: a refused tunnel port means no sidecar there: plain to the original port. */
 static int run_on_upstream_failed(struct relay *r, int err)
 {
 	struct run_conn *c = relay_data(r);
-	struct run_fallback *slot;
 
-	if (c->kind != RUN_OUTBOUND || !c->mtls || c->fell_back || err != -ECONNREFUSED)
+	if (c->kind != RUN_OUTBOUND || !c->mtls || c->fell_back || c->service ||
+	    err != -ECONNREFUSED)
 		return err;
-	if (c->w->run->cfg.mtls_required_ranges != NULL &&
-	    run_cidr_match(&c->w->run->required, &c->orig))
-		return err; /* mTLS required: fail closed */
-	slot = run_fallback_slot(c->w, &c->orig);
-	slot->addr = c->orig;
-	slot->until_ms = loop_now(c->w->loop) + (uint64_t)c->w->run->cfg.fallback_ttl;
-	c->mtls = false;
-	c->fell_back = true;
-	metrics_inc(&run_fallbacks, 0);
-	return relay_set_upstream(r, (struct sockaddr *)&c->orig, run_len(&c->orig), NULL, NULL);
+	return run_fall_back(r, c, err, "the tunnel port refused the connection");
+}
+
+/*
+ * Outbound to a Service: what answered our TLS hello on the Service's port is not a proxy
+ * of ours (an application without a sidecar: it closed, answered something that is not
+ * TLS, kept silent, or is a TLS server of its own). A peer that chose our protocol is one
+ * of ours, and its failure (a certificate we refuse) stands.
+ */
+static int run_on_probe_failed(struct relay *r, int err)
+{
+	struct run_conn *c = relay_data(r);
+	SSL *ssl = relay_ssl(r, RELAY_UP);
+	char why[160];
+
+	if (c->kind != RUN_OUTBOUND || !c->service || c->fell_back ||
+	    (ssl != NULL && run_alpn_ours(ssl)))
+		return err;
+	snprintf(why, sizeof(why), "the Service's backend %s",
+	         err == -ETIMEDOUT ? "did not answer the TLS hello in time"
+	         : err == -EPROTO  ? "answered the TLS hello with something else"
+	                           : "closed on the TLS hello");
+	return run_fall_back(r, c, err, why);
 }
 
 static void run_on_close(struct relay *r, const struct relay_stats *st)
@@ -592,12 +676,12 @@ static void run_on_close(struct relay *r, const struct relay_stats *st)
 		         LOG_STR("result", relay_result_names[st->result]),
 		         /* Without a reason of its own, the error says why (connect_failed). */
 		         LOG_STR("reason", st->reason != NULL ? st->reason
-		                           : st->error < 0 ? err_str(st->error)
-		                                           : ""));
+		                           : st->error < 0    ? err_str(st->error)
+		                                              : ""));
 	}
 	/* Protocol 2: the TLS connection carries the next stream, unless we are going. */
 	if (st->reusable && !atomic_load(&w->run->draining)) {
-		if ((c->kind == RUN_TUNNEL || c->kind == RUN_TERMINATE) &&
+		if ((c->kind == RUN_TUNNEL || c->kind == RUN_TERMINATE || c->captured) &&
 		    run_server_ctx_current(w->run, r) && relay_next_stream(r) == 0) {
 			c->app_port = 0;
 			c->rule = -1;
@@ -605,8 +689,9 @@ static void run_on_close(struct relay *r, const struct relay_stats *st)
 			run_idle_link(c);
 			return;
 		}
-		if (c->kind == RUN_OUTBOUND || c->kind == RUN_ORIGINATE)
-			pool_put(w->pool, (const struct sockaddr *)&st->dst, c->st, relay_take_tunnel(r));
+		if ((c->kind == RUN_OUTBOUND && !c->service) || c->kind == RUN_ORIGINATE)
+			pool_put(w->pool, (const struct sockaddr *)&st->dst, c->st,
+			         relay_take_tunnel(r));
 	}
 	/* A kept tunnel that ends with part of a preamble in is still on the idle list. */
 	run_idle_unlink(c);
@@ -635,11 +720,13 @@ static int run_upstream(struct relay *r, struct run_conn *c, const struct sockad
 	return err;
 }
 
-/* Starts the relay of one accepted connection, as its listener's kind says. */
-static void run_accept(struct listener *l, int fd, const struct sockaddr *peer, socklen_t plen,
-                       void *arg)
+/*
+ * Starts the relay of one accepted connection, as its listener's kind says. mesh: an
+ * inbound connection that opens with a ClientHello of our protocol (sniff.h).
+ */
+static void run_start(struct run_listen *ls, int fd, const struct sockaddr *peer, socklen_t plen,
+                      bool mesh)
 {
-	struct run_listen *ls = arg;
 	struct run_worker *w = ls->w;
 	struct run *run = w->run;
 	struct run_conn *c = calloc(1, sizeof(*c));
@@ -650,7 +737,6 @@ static void run_accept(struct listener *l, int fd, const struct sockaddr *peer, 
 	unsigned flags = 0;
 	int err = 0;
 
-	(void)l;
 	if (c == NULL) {
 		close(fd);
 		return;
@@ -672,6 +758,17 @@ static void run_accept(struct listener *l, int fd, const struct sockaddr *peer, 
 
 		if (listener_original_dst(fd, &dst) < 0)
 			goto refuse;
+		if (mesh) {
+			/* A client proxy through a Service: mutual TLS, then its preamble. */
+			down = creds_server_ctx(run->creds);
+			if (down == NULL)
+				goto refuse;
+			c->mtls = true;
+			c->captured = true;
+			c->orig = dst;
+			flags = RELAY_READ_PREAMBLE;
+			break;
+		}
 		if (authz_mtls(run->authz, run_port_of(&dst), by, sizeof(by)) ==
 		    SETTINGS_MTLS_STRICT) {
 			char src[64];
@@ -717,7 +814,24 @@ static void run_accept(struct listener *l, int fd, const struct sockaddr *peer, 
 			if (!(slot->until_ms > loop_now(w->loop) && run_same_ip(&slot->addr, &dst)))
 				up = creds_client_ctx(run->creds);
 		}
-		if (up != NULL) {
+		if (up != NULL && run_cidr_match(&run->services, &dst)) {
+			/* A Service: mutual TLS on its own port, to whichever backend kube-proxy
+			 * picks, which may have no sidecar (run_on_probe_failed). */
+			c->mtls = true;
+			c->service = true;
+			preamble_from_sockaddr(&pre, (struct sockaddr *)&dst);
+			err =
+			    relay_set_upstream(r, (struct sockaddr *)&dst, run_len(&dst), up, &pre);
+			if (err == 0 &&
+			    SSL_set_alpn_protos(relay_ssl(r, RELAY_UP), run_alpn_service,
+			                        sizeof(run_alpn_service) - 1) != 0)
+				err = -ENOMEM;
+			if (err == 0)
+				err = relay_probe_upstream(
+				    r, (uint32_t)run->cfg.service_probe_timeout);
+			if (err == 0)
+				run_resume(r, c, &dst);
+		} else if (up != NULL) {
 			c->mtls = true;
 			preamble_from_sockaddr(&pre, (struct sockaddr *)&dst);
 			run_set_port(&dst, (uint16_t)run->cfg.port_tunnel);
@@ -728,6 +842,8 @@ static void run_accept(struct listener *l, int fd, const struct sockaddr *peer, 
 		}
 		break;
 	case RUN_INBOUND:
+		if (mesh)
+			break; /* the preamble comes first */
 		err = run_authorize(r, c, run_port_of(&dst));
 		if (err == 0)
 			err = relay_set_upstream(r, (struct sockaddr *)&dst, run_len(&dst), NULL,
@@ -763,6 +879,57 @@ refuse:
 	free(c);
 }
 
+/* The first bytes of an inbound connection came (or did not in time): it starts. */
+static void run_sniffed(struct sniff *s, enum hello_verdict verdict)
+{
+	struct run_sniff *rs = (struct run_sniff *)(void *)s;
+
+	atomic_fetch_sub(&rs->ls->w->run->limit.active, 1);
+	run_start(rs->ls, s->fd, rs->plen > 0 ? (struct sockaddr *)&rs->peer : NULL, rs->plen,
+	          verdict == HELLO_MESHLET);
+	free(rs);
+}
+
+/*
+ * An accepted connection. The inbound capture port first waits for the client's first
+ * bytes (sniff.h): mutual TLS from a client proxy that came through a Service, or
+ * plaintext; it holds a place in the connection limit meanwhile.
+ */
+static void run_accept(struct listener *l, int fd, const struct sockaddr *peer, socklen_t plen,
+                       void *arg)
+{
+	struct run_listen *ls = arg;
+	struct run *run = ls->w->run;
+	struct run_sniff *rs;
+	uint32_t n;
+
+	(void)l;
+	if (ls->kind != RUN_INBOUND || run->cfg.detect_timeout == 0) {
+		run_start(ls, fd, peer, plen, false);
+		return;
+	}
+	n = atomic_fetch_add(&run->limit.active, 1);
+	rs = n < run->limit.max || run->limit.max == 0 ? calloc(1, sizeof(*rs)) : NULL;
+	if (rs == NULL) {
+		if (n >= run->limit.max && run->limit.max != 0)
+			atomic_fetch_add(&run->limit.refused, 1);
+		atomic_fetch_sub(&run->limit.active, 1);
+		close(fd);
+		return;
+	}
+	rs->ls = ls;
+	if (peer != NULL) {
+		rs->plen = plen < sizeof(rs->peer) ? plen : sizeof(rs->peer);
+		memcpy(&rs->peer, peer, rs->plen);
+	}
+	if (sniff_start(&rs->s, &ls->w->sniffs, ls->w->loop, fd, (uint32_t)run->cfg.detect_timeout,
+	                (uint32_t)run->cfg.handshake_timeout, run_sniffed) < 0) {
+		atomic_fetch_sub(&run->limit.active, 1);
+		free(rs);
+		close(fd);
+	}
+}
+
 static void *run_worker_main(void *arg)
 {
 	struct run_worker *w = arg;
@@ -770,7 +937,6 @@ static void *run_worker_main(void *arg)
 	loop_run(w->loop);
 	return NULL;
 }
-
 
 /* A listening socket for addr ("host:port"), one per worker with SO_REUSEPORT. */
 static int run_listen_on(struct run_worker *w, const char *addr, enum run_kind kind,
@@ -872,7 +1038,8 @@ static const char run_usage[] =
     "listeners. Settings come from the file, then the environment the webhook sets\n"
     "(MESHLET_TRUST_DOMAIN, MESHLET_CA_ADDRESS, MESHLET_TOKEN_FILE, MESHLET_POD_NAMESPACE,\n"
     "MESHLET_SERVICE_ACCOUNT, MESHLET_LOG_LEVEL, MESHLET_TRUST_BUNDLE, MESHLET_APP_PROBES,\n"
-    "MESHLET_POLICY_PATHS, MESHLET_POD_LABELS_FILE, MESHLET_HTTP_PORTS),\n"
+    "MESHLET_POLICY_PATHS, MESHLET_POD_LABELS_FILE, MESHLET_HTTP_PORTS,\n"
+    "MESHLET_SERVICE_RANGES),\n"
     "then flags. SIGTERM stops accepting and lets connections finish (timeouts.drain).\n"
     "\n"
     "  --config FILE          YAML configuration (docs/configuration.md)\n"
@@ -898,6 +1065,7 @@ static const struct {
 	{ "MESHLET_POLICY_PATHS", "policy.paths" },
 	{ "MESHLET_POD_LABELS_FILE", "policy.labels_file" },
 	{ "MESHLET_HTTP_PORTS", "policy.http_ports" },
+	{ "MESHLET_SERVICE_RANGES", "outbound.service_ranges" },
 };
 
 static int run_settings(struct run *run, int argc, char **argv)
@@ -1040,6 +1208,9 @@ int run_main(int argc, char **argv)
 	    (run->cfg.mtls_required_ranges != NULL &&
 	     capture_parse_cidrs("outbound.mtls_required_ranges", run->cfg.mtls_required_ranges,
 	                         true, &run->required, &e) < 0) ||
+	    (run->cfg.service_ranges != NULL && run->cfg.service_ranges[0] != '\0' &&
+	     capture_parse_cidrs("outbound.service_ranges", run->cfg.service_ranges, true,
+	                         &run->services, &e) < 0) ||
 	    run_parse_static(run, &e) < 0) {
 		fprintf(stderr, PROG ": %s\n", e.msg);
 		goto out;
@@ -1052,11 +1223,10 @@ int run_main(int argc, char **argv)
 	cli_daemon_signals();
 
 	run_conn_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-	run->creds = creds_new(&(struct creds_options){ .trust_domain = run->cfg.trust_domain,
-	                                                .alpn = run->cfg.tunnel_reuse
-	                                                            ? RUN_ALPN
-	                                                            : RUN_ALPN_V1,
-	                                                .client_new_session = run_new_session });
+	run->creds = creds_new(
+	    &(struct creds_options){ .trust_domain = run->cfg.trust_domain,
+	                             .alpn = run->cfg.tunnel_reuse ? RUN_ALPN : RUN_ALPN_V1,
+	                             .client_new_session = run_new_session });
 	if (run->creds == NULL) {
 		fprintf(stderr, PROG ": out of memory\n");
 		goto out;
@@ -1089,6 +1259,7 @@ int run_main(int argc, char **argv)
 		.on_handshake = run_on_handshake,
 		.on_preamble = run_on_preamble,
 		.on_upstream_failed = run_on_upstream_failed,
+		.on_probe_failed = run_on_probe_failed,
 		.on_close = run_on_close,
 	};
 	run->nworkers = (size_t)run->cfg.workers;
@@ -1162,6 +1333,14 @@ out:
 		 * (which runs the posted calls and the relays' frees), then the empty pool. */
 		if (w->pool != NULL)
 			run_close_idle(w->loop, w);
+		while (w->sniffs != NULL) {
+			struct run_sniff *rs = (struct run_sniff *)(void *)w->sniffs;
+
+			sniff_cancel(&rs->s);
+			close(rs->s.fd);
+			atomic_fetch_sub(&run->limit.active, 1);
+			free(rs);
+		}
 		loop_free(w->loop);
 		pool_free(w->pool);
 	}

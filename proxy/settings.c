@@ -58,8 +58,9 @@ static bool settings_valid_ports(const char *value, char *why, size_t why_size)
 		long v = strtol(p, &end, 10);
 
 		if (end == p || v < 1 || v > 65535 || (*end != ',' && *end != '\0') || ++n > 64) {
-			snprintf(why, why_size, "must be ports from 1 to 65535, comma-separated (at "
-			                        "most 64), like \"80,8080\"");
+			snprintf(why, why_size,
+			         "must be ports from 1 to 65535, comma-separated (at "
+			         "most 64), like \"80,8080\"");
 			return false;
 		}
 		p = *end == ',' ? end + 1 : end;
@@ -132,6 +133,21 @@ static const struct config_key settings_keys[] = {
 	CONFIG_STRING("outbound.mtls_required_ranges", S, mtls_required_ranges, 0, NULL,
 	              settings_valid_cidrs,
 	              "destinations that must be reached with mutual TLS: no plain fallback"),
+	CONFIG_STRING("outbound.service_ranges", S, service_ranges, 0, NULL, settings_valid_cidrs,
+	              "Kubernetes Service addresses (the cluster's --service-cluster-ip-range; "
+	              "CIDRs, comma-separated; MESHLET_SERVICE_RANGES): a destination there that "
+	              "is in outbound.mesh_ranges gets mutual TLS on its own port, as kube-proxy "
+	              "forwards only a Service's ports, and plain TCP when what answers is not a "
+	              "proxy of ours"),
+	CONFIG_DURATION("outbound.service_probe_timeout", S, service_probe_timeout,
+	                CONFIG_SECONDS(1) / 10, CONFIG_MINUTES(1), "1s",
+	                "how long a Service's backend has to answer our TLS hello before it "
+	                "counts as having no sidecar (an application that waits in silence)"),
+	CONFIG_DURATION("inbound.detect_timeout", S, detect_timeout, 0, CONFIG_SECONDS(10), "200ms",
+	                "how long the inbound capture port waits for a client's first bytes to "
+	                "tell mutual TLS from a client proxy (Services) from plaintext; a client "
+	                "that waits for the server to speak first is served as plaintext after "
+	                "it. 0: no detection (inbound is plaintext only)"),
 	CONFIG_DURATION("outbound.fallback_ttl", S, fallback_ttl, CONFIG_SECONDS(1),
 	                CONFIG_HOURS(1), "60s",
 	                "how long a destination without a sidecar is remembered as one"),

@@ -40,7 +40,10 @@ struct settings {
 	struct config_strlist static_listeners;
 	char *mesh_ranges;
 	char *mtls_required_ranges;
+	char *service_ranges;
+	int64_t service_probe_timeout;
 	int64_t fallback_ttl;
+	int64_t detect_timeout;
 	int64_t drain_timeout;
 	bool access_log;
 	struct config_strlist policy_paths;

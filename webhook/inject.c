@@ -48,6 +48,7 @@ struct injector {
 	struct settings_quantity cpu_request, memory_request, cpu_limit, memory_limit;
 	struct settings_ports include_inbound, exclude_inbound, exclude_outbound;
 	struct settings_cidrs include_outbound_cidrs, exclude_outbound_cidrs;
+	struct settings_cidrs service_ranges; /* MESHLET_SERVICE_RANGES; none: not set */
 	/*
 	 * What no annotation changes, written as JSON text once: the volumes, the proxy's env
 	 * up to the log level ("[{...},...,{...}]": the trust bundle is escaped here, not per
@@ -189,6 +190,11 @@ struct injector *injector_new(const struct settings *cfg, const char *trust_bund
 	    (rc = settings_cidrs_from_list(&cfg->exclude_outbound_ip_ranges, false,
 	                                   &in->exclude_outbound_cidrs, &le)) < 0) {
 		rc = err_set(e, ERR_INJECT_SETTINGS, "a proxy or capture setting %s", le.msg);
+		goto out;
+	}
+	rc = settings_cidrs_from_list(&cfg->service_ranges, false, &in->service_ranges, &le);
+	if (rc < 0) {
+		rc = err_set(e, ERR_INJECT_SETTINGS, "mesh.service_ranges: %s", le.msg);
 		goto out;
 	}
 	if (inject_parts_new(in) < 0)
@@ -1127,6 +1133,35 @@ static int inject_text_of(json_t *v, char **text, size_t *len)
 	return *text != NULL ? 0 : -ENOMEM;
 }
 
+/*
+ * The proxy's env that every pod shares, in a fixed order; MESHLET_SERVICE_RANGES last,
+ * and only when mesh.service_ranges lists any.
+ */
+static json_t *inject_shared_env(const struct injector *in)
+{
+	char ranges[SETTINGS_CIDRS_MAX * 48 + 8];
+	json_t *env = json_pack(
+	    "[o,o,o,o,o,o,o,o,o,o]", inject_env_field("MESHLET_POD_NAME", "metadata.name"),
+	    inject_env_field("MESHLET_POD_NAMESPACE", "metadata.namespace"),
+	    inject_env_field("MESHLET_POD_IP", "status.podIP"),
+	    inject_env_field("MESHLET_SERVICE_ACCOUNT", "spec.serviceAccountName"),
+	    inject_env_value("MESHLET_CA_ADDRESS", in->ca_address),
+	    inject_env_value("MESHLET_TRUST_DOMAIN", in->trust_domain),
+	    inject_env_value("MESHLET_TRUST_BUNDLE", in->bundle),
+	    inject_env_value("MESHLET_TOKEN_FILE", INJECT_TOKEN_DIR "/token"),
+	    inject_env_value("MESHLET_POLICY_PATHS", INJECT_POLICY_DIR),
+	    inject_env_value("MESHLET_POD_LABELS_FILE", INJECT_PODINFO_DIR "/labels"));
+
+	if (env == NULL || in->service_ranges.n == 0)
+		return env;
+	settings_cidrs_format(&in->service_ranges, ranges, sizeof(ranges));
+	if (json_array_append_new(env, inject_env_value("MESHLET_SERVICE_RANGES", ranges)) < 0) {
+		json_decref(env);
+		return NULL;
+	}
+	return env;
+}
+
 /* Writes the parts of struct injector that every pod shares. Returns 0 or -ENOMEM. */
 static int inject_parts_new(struct injector *in)
 {
@@ -1140,20 +1175,7 @@ static int inject_parts_new(struct injector *in)
 		                    &in->volume_len[i]);
 	json_decref(volumes);
 	if (rc == 0)
-		rc = inject_text_of(
-		    json_pack(
-		        "[o,o,o,o,o,o,o,o,o,o]",
-		        inject_env_field("MESHLET_POD_NAME", "metadata.name"),
-		        inject_env_field("MESHLET_POD_NAMESPACE", "metadata.namespace"),
-		        inject_env_field("MESHLET_POD_IP", "status.podIP"),
-		        inject_env_field("MESHLET_SERVICE_ACCOUNT", "spec.serviceAccountName"),
-		        inject_env_value("MESHLET_CA_ADDRESS", in->ca_address),
-		        inject_env_value("MESHLET_TRUST_DOMAIN", in->trust_domain),
-		        inject_env_value("MESHLET_TRUST_BUNDLE", in->bundle),
-		        inject_env_value("MESHLET_TOKEN_FILE", INJECT_TOKEN_DIR "/token"),
-		        inject_env_value("MESHLET_POLICY_PATHS", INJECT_POLICY_DIR),
-		        inject_env_value("MESHLET_POD_LABELS_FILE", INJECT_PODINFO_DIR "/labels")),
-		    &in->proxy_env, &in->proxy_env_len);
+		rc = inject_text_of(inject_shared_env(in), &in->proxy_env, &in->proxy_env_len);
 	for (int native = 0; native < 2 && rc == 0; native++) {
 		status = inject_status(native);
 		if (status == NULL)

@@ -584,6 +584,13 @@ static const struct config_key settings_keys[] = {
 	              settings_valid_audience,
 	              "audience of the service-account token projected into injected pods; "
 	              "meshlet-ca's auth.audience must be the same"),
+	CONFIG_STRLIST("mesh.service_ranges", S, service_ranges, 0, "10.96.0.0/12",
+	               settings_valid_cidr,
+	               "the cluster's Service IP ranges (kube-apiserver "
+	               "--service-cluster-ip-range; the default is kubeadm's, kind's and "
+	               "minikube's), passed to injected proxies in MESHLET_SERVICE_RANGES: they "
+	               "reach Services on the Service's own port with mutual TLS, as they "
+	               "cannot reach a ClusterIP's tunnel port. An empty list sets no variable"),
 	CONFIG_STRING("proxy.image", S, proxy_image, SETTINGS_IMAGE_MAX,
 	              "meshlet/meshlet:" MESHLET_VERSION, settings_valid_image,
 	              "image of the injected proxy and init containers. Annotation "
@@ -695,6 +702,7 @@ static void settings_check(struct config *c)
 	                     &s->include_outbound_ip_ranges, true);
 	settings_check_cidrs(c, "capture.exclude_outbound_ip_ranges",
 	                     &s->exclude_outbound_ip_ranges, false);
+	settings_check_cidrs(c, "mesh.service_ranges", &s->service_ranges, false);
 	settings_check_resource(c, "cpu", "proxy.cpu_request", s->proxy_cpu_request,
 	                        "proxy.cpu_limit", s->proxy_cpu_limit);
 	settings_check_resource(c, "memory", "proxy.memory_request", s->proxy_memory_request,

@@ -41,6 +41,7 @@ struct settings {
 	struct config_strlist always_selectors; /* "key" or "key=value" */
 	char *trust_bundle_file;                /* root PEM, read by the caller */
 	char *token_audience;
+	struct config_strlist service_ranges; /* CIDRs of Service ClusterIPs, no "*" */
 	char *proxy_image;
 	int proxy_image_pull_policy; /* enum settings_pull_policy */
 	char *proxy_cpu_request;     /* Kubernetes quantities */

@@ -10,6 +10,14 @@ each meshed pod, unmodified clients (curl) and servers.
     c    10.252.0.13  unmeshed: HTTP on 0.0.0.0:8080 and a plain client
     d    10.252.0.14  meshed, identity from meshlet-ca (ca mode), service account "reporter"
 
+Services, as kube-proxy makes them: a ClusterIP (10.96.0.0/12) whose ports are translated
+to a backend pod's (DNAT), in the client pods' (a and c) own nat OUTPUT chain after the
+capture rules, so that it applies to what leaves the pod, as kube-proxy's rules on the node
+do. The proxies have outbound.service_ranges set, as the webhook sets it.
+
+    10.96.0.12:80   -> b:8080 (meshed)      10.96.0.13:80   -> c:8080 (unmeshed)
+    10.96.0.13:7000 -> c:7000 (unmeshed: a server that waits in silence for a blank line)
+
 Pods a and b hold certificates from `meshlet-ca issue --spiffe-id` (identity.mode files).
 Everything (namespaces, their iptables, processes) is made here and removed at the end;
 the host's own network and iptables are never touched."""
@@ -54,6 +62,9 @@ INIT_ARGS = ["--proxy-uid", "1337", "--proxy-gid", "1337", "--inbound-port", "15
              "--outbound-port", "15001", "--include-inbound-ports", "*",
              "--exclude-inbound-ports", "15008,15021", "--include-outbound-cidrs", "*"]
 FALLBACK_TTL = 2  # seconds: outbound.fallback_ttl of the proxies here
+SERVICE_CIDR = "10.96.0.0/12"
+SVC_B, SVC_C = "10.96.0.12", "10.96.0.13"
+SERVICES = [(SVC_B, 80, "b", 8080), (SVC_C, 80, "c", 8080), (SVC_C, 7000, "c", 7000)]
 
 # curl's exit statuses for a connection that ended without an HTTP answer
 CURL_EMPTY_REPLY, CURL_RECV_ERROR, CURL_REFUSED = 52, 56, 7
@@ -82,6 +93,54 @@ class S(http.server.ThreadingHTTPServer):
 s = S(("0.0.0.0", port), H)
 print("ready", flush=True)
 s.serve_forever()
+"""
+
+# A server that says nothing until the client's request (up to a blank line) is whole, and
+# then answers "pong" and what it read: a TLS hello makes it wait in silence. Or, with
+# "first", one that speaks first (as SMTP or MySQL servers do) and then echoes a line.
+LINE_APP = r"""
+import socket, sys, threading
+port, mode = int(sys.argv[1]), sys.argv[2]
+def serve(c):
+    with c:
+        if mode == "first":
+            c.sendall(b"hello from the server\n")
+        data = b""
+        while b"\r\n\r\n" not in data:
+            got = c.recv(4096)
+            if not got:
+                return
+            data += got
+        c.sendall(b"pong " + data.split(b"\r\n\r\n")[0] + b"\n")
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", port))
+s.listen(64)
+print("ready", flush=True)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+
+# A client of LINE_APP: connects, reads a greeting when told to, sends a request, prints
+# the whole answer.
+LINE_CLIENT = r"""
+import socket, sys
+host, port, greeting = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+s = socket.create_connection((host, port), timeout=10)
+out = b""
+if greeting:
+    while not out.endswith(b"\n"):
+        out += s.recv(4096)
+s.sendall(b"ping\r\n\r\n")
+while True:
+    got = s.recv(4096)
+    if not got:
+        break
+    out += got
+    if out.count(b"\n") >= (2 if greeting else 1):
+        break
+sys.stdout.write(out.decode())
 """
 
 _secrets = itertools.count()
@@ -159,7 +218,8 @@ class Proxy:
         d = self.mesh.pod_dir(self.pod)
         cfg = {"access_log": True, "log": {"format": "json"},
                "mtls": {"mode": "permissive"},
-               "outbound": {"fallback_ttl": f"{FALLBACK_TTL}s"},
+               "outbound": {"fallback_ttl": f"{FALLBACK_TTL}s", "service_ranges": SERVICE_CIDR,
+                            "service_probe_timeout": "1s"},
                "timeouts": {"drain": "2s", "connect": "3s", "handshake": "3s"}}
         env = clean_env()
         if self.mode == "files":
@@ -323,12 +383,21 @@ class Mesh:
         # The applications, as a normal user.
         for pod in ("b", "c"):
             self.start_app(pod, 8080)
+        self.start_app("c", 7000, LINE_APP, "silent")
+        self.start_app("b", 7001, LINE_APP, "first")
 
         # Capture, then the sidecars.
         for pod in ("a", "b", "d"):
             r = run(["ip", "netns", "exec", self.ns(pod), self.proxy_bin, "init", *INIT_ARGS])
             assert r.returncode == 0, r.stderr
             assert "IPv4: capture rules written" in r.stdout, r.stdout
+        # The Services' translation (kube-proxy's), after the capture rules.
+        for pod in ("a", "c"):
+            sh("ip", "-n", self.ns(pod), "route", "add", SERVICE_CIDR, "dev", "eth0")
+            for vip, port, backend, target in SERVICES:
+                sh("ip", "netns", "exec", self.ns(pod), "iptables", "-t", "nat", "-A", "OUTPUT",
+                   "-p", "tcp", "-d", vip, "--dport", str(port), "-j", "DNAT",
+                   "--to-destination", f"{IPS[backend]}:{target}")
         for pod in ("a", "b"):
             self.proxies[pod] = Proxy(self, pod)
             self.proxies[pod].start()
@@ -344,9 +413,10 @@ class Mesh:
         return subprocess.run(self.exec_in(pod, user) + cmd, capture_output=True, text=True,
                               timeout=timeout, env=clean_env(), stdin=subprocess.DEVNULL)
 
-    def start_app(self, pod, port):
+    def start_app(self, pod, port, app=APP, arg=None):
         p = subprocess.Popen(self.exec_in(pod, APP_UID) +
-                             [sys.executable, "-c", APP, pod, str(port)],
+                             [sys.executable, "-c", app] +
+                             ([str(port), arg] if arg else [pod, str(port)]),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env=clean_env(), stdin=subprocess.DEVNULL)
         self.procs.append(p)
@@ -357,12 +427,20 @@ class Mesh:
 
     def call(self, src, dst, path="/", data=None, timeout=8):
         """An unmodified client in pod src (curl as uid 1000) calls http://dst:8080."""
-        url = f"http://{IPS[dst]}:8080{path}"
+        return self.call_url(src, f"http://{IPS[dst]}:8080{path}", data, timeout)
+
+    def call_url(self, src, url, data=None, timeout=8):
         cmd = ["curl", "-sS", "--noproxy", "*", "--max-time", str(timeout), "-o", "-",
                "-w", "\n%{http_code}", url]
         if data is not None:
             cmd += ["--data-binary", data]
         return Answer(self.ns_run(src, cmd, user=APP_UID, timeout=timeout + 20))
+
+    def line_call(self, src, host, port, greeting=False):
+        """LINE_CLIENT in pod src: its output, or None when it failed."""
+        r = self.ns_run(src, [sys.executable, "-c", LINE_CLIENT, host, str(port),
+                              "1" if greeting else "0"], user=APP_UID, timeout=30)
+        return r.stdout if r.returncode == 0 else None
 
     def http_status(self, src, url):
         r = self.ns_run(src, ["curl", "-s", "--noproxy", "*", "--max-time", "3", "-o",
@@ -671,6 +749,126 @@ def test_peer_authentication_and_policy_per_port(mesh):
 
 
 # ---- admin ----
+
+# ---- through a Service ----
+
+def test_service_to_meshed_backend_is_mutual_tls_on_the_service_port(mesh):
+    """kube-proxy forwards only a Service's own ports, so a's proxy opens mutual TLS to
+    the ClusterIP's port (not to a tunnel port there is no rule for); b's inbound capture
+    port knows our hello, and forwards to the port the connection came to (the targetPort,
+    8080), not to the Service's port that a's preamble names (80)."""
+    a, b = mesh.proxies["a"], mesh.proxies["b"]
+    na, nb = len(a.conns()), len(b.conns())
+    payload = secret()
+    with mesh.capture("b") as cap:
+        got = mesh.call_url("a", f"http://{SVC_B}/svc", data=payload)
+    assert got.status == 200, got
+    assert got.doc["server"] == "b" and got.doc["body"] == payload, got
+    assert got.doc["client"] == IPS["b"], got  # from b's own proxy
+    out = a.wait_conn(na, listener="outbound")
+    assert out["mode"] == "mtls" and out["result"] == "ok", out
+    assert out["peer"] == spiffe("server") and out["destination"] == f"{SVC_B}:80", out
+    inn = b.wait_conn(nb, listener="inbound")
+    assert inn["mode"] == "mtls" and inn["result"] == "ok", inn
+    assert inn["peer"] == spiffe("client") and inn["destination"] == f"{IPS['b']}:8080", inn
+    assert inn["source"].startswith(IPS["a"] + ":"), inn
+
+    raw, segs = cap
+    assert payload.encode() not in raw
+    assert not [x for x in segs if 15008 in (x.sport, x.dport)], segs
+    up = b"".join(x.payload for x in segs if x.src == IPS["a"] and x.dport == 8080)
+    down = b"".join(x.payload for x in segs if x.dst == IPS["a"] and x.sport == 8080)
+    kinds_up = tls_records(up)
+    assert kinds_up[0] == 0x16 and up[5] == 1, up[:16]
+    # One TLS connection per connection to a Service (kube-proxy balances each).
+    assert b"meshlet/1" in up and b"meshlet/2" not in up, up[:300]
+    assert 0x17 in kinds_up and 0x17 in tls_records(down)
+
+
+def test_service_to_unmeshed_backend_falls_back_to_plain_tcp(mesh):
+    a = mesh.proxies["a"]
+    time.sleep(FALLBACK_TTL + 0.2)
+    fallbacks = a.metric("meshlet_proxy_plain_fallbacks_total")
+    n, nlog = len(a.conns()), len(a.log())
+    got = mesh.call_url("a", f"http://{SVC_C}/one")
+    assert got.status == 200 and got.doc["server"] == "c" and got.doc["path"] == "/one", got
+    assert got.doc["client"] == IPS["a"], got
+    line = a.wait_conn(n, listener="outbound")
+    assert line["mode"] == "fallback" and line["result"] == "ok", line
+    assert line["destination"] == f"{SVC_C}:80", line
+    assert a.metric("meshlet_proxy_plain_fallbacks_total") == fallbacks + 1
+    why = [x for x in a.log()[nlog:] if x.get("msg") == "no sidecar at the destination: plain TCP"]
+    assert why and "Service's backend" in why[0]["why"], a.log()[nlog:]
+
+    # Remembered for fallback_ttl: plain at once, no hello sent.
+    n = len(a.conns())
+    got = mesh.call_url("a", f"http://{SVC_C}/two")
+    assert got.status == 200 and got.doc["path"] == "/two", got
+    assert a.wait_conn(n, listener="outbound")["mode"] == "plain"
+
+
+def test_service_to_a_silent_unmeshed_backend_falls_back_after_the_probe(mesh):
+    """A backend that waits in silence on our hello (as a line protocol does) counts as
+    having no sidecar once outbound.service_probe_timeout (1 s here) has passed."""
+    a = mesh.proxies["a"]
+    time.sleep(FALLBACK_TTL + 0.2)
+    n, nlog = len(a.conns()), len(a.log())
+    out = mesh.line_call("a", SVC_C, 7000)
+    assert out == "pong ping\n", out
+    line = a.wait_conn(n, listener="outbound")
+    assert line["mode"] == "fallback" and line["destination"] == f"{SVC_C}:7000", line
+    why = [x for x in a.log()[nlog:] if x.get("msg") == "no sidecar at the destination: plain TCP"]
+    assert why and "did not answer the TLS hello in time" in why[0]["why"], a.log()[nlog:]
+
+
+def test_service_in_an_mtls_required_range_fails_closed(mesh):
+    a = mesh.proxies["a"]
+    a.restart({"outbound": {"mtls_required_ranges": f"{SVC_C}/32"}})
+    try:
+        n = len(a.conns())
+        got = mesh.call_url("a", f"http://{SVC_C}/must-not-arrive")
+        assert got.status is None and got.no_answer, got
+        line = a.wait_conn(n, listener="outbound")
+        assert line["mode"] == "mtls" and line["result"] in ("handshake_failed", "timeout"), line
+        assert a.metric("meshlet_proxy_plain_fallbacks_total") == 0
+        got = mesh.call_url("a", f"http://{SVC_B}/still")
+        assert got.status == 200 and got.doc["server"] == "b", got
+    finally:
+        a.restart()
+
+
+def test_service_to_strict_backend_mtls_only(mesh):
+    """STRICT refuses an unmeshed client that comes through the Service, and still serves
+    a meshed one, whose mutual TLS comes to the same capture port."""
+    b = mesh.proxies["b"]
+    b.restart({"mtls": {"mode": "strict"}})
+    try:
+        n = len(b.conns())
+        got = mesh.call_url("a", f"http://{SVC_B}/strict")
+        assert got.status == 200 and got.doc["path"] == "/strict", got
+        line = b.wait_conn(n, listener="inbound")
+        assert line["mode"] == "mtls" and line["peer"] == spiffe("client"), line
+        refusals = b.metric("meshlet_proxy_strict_refusals_total")
+        got = mesh.call_url("c", f"http://{SVC_B}/strict-plain")
+        assert got.status is None and got.no_answer, got
+        assert wait_for(lambda: b.metric("meshlet_proxy_strict_refusals_total") > refusals, 5)
+    finally:
+        b.restart()
+
+
+def test_unmeshed_client_of_a_server_that_speaks_first_is_served(mesh):
+    """The capture port waits for a client's first bytes (inbound.detect_timeout); a
+    client that waits for the server's greeting gets its plaintext connection after it."""
+    b = mesh.proxies["b"]
+    n = len(b.conns())
+    out = mesh.line_call("c", IPS["b"], 7001, greeting=True)
+    assert out == "hello from the server\npong ping\n", out
+    line = b.wait_conn(n, listener="inbound")
+    assert line["mode"] == "plain" and line["result"] == "ok", line
+    # A client that speaks first is not held: an HTTP request through the Service.
+    got = mesh.call_url("c", f"http://{SVC_B}/plain")
+    assert got.status == 200 and got.doc["client"] == IPS["b"], got
+
 
 def test_readiness_on_the_admin_port(mesh):
     for pod in ("a", "b"):

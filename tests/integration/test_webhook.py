@@ -14,7 +14,7 @@ import jsonpatch
 import pytest
 
 from cahelp import CADir
-from conftest import SLOW, binary, daemon_argv
+from conftest import SLOW, binary, daemon_argv, run
 
 
 def pod(name="web-1", labels=None, annotations=None, containers=None, init=None, volumes=None,
@@ -167,6 +167,8 @@ def test_injects_a_pod(hook):
     env = {e["name"]: e for e in proxy["env"]}
     assert env["MESHLET_TRUST_BUNDLE"]["value"] == hook.dir.root.read_text()
     assert env["MESHLET_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    # mesh.service_ranges by default: kubeadm's, kind's and minikube's Service range.
+    assert env["MESHLET_SERVICE_RANGES"]["value"] == "10.96.0.0/12"
     assert proxy["securityContext"]["runAsUser"] == 1337
     assert proxy["securityContext"]["readOnlyRootFilesystem"] is True
     init = next(c for c in after["spec"]["initContainers"] if c["name"] == "meshlet-init")
@@ -279,6 +281,52 @@ def test_policy_settings_reach_the_proxy(hook):
     p = pod(containers=[{"name": "db", "image": "postgres:16",
                          "ports": [{"name": "tcp-pg", "containerPort": 5432}]}])
     assert "MESHLET_HTTP_PORTS" not in proxy_env(apply(hook.review(p), p)[0])
+
+
+def test_service_ranges_reach_the_proxy(tmp_path):
+    """mesh.service_ranges becomes MESHLET_SERVICE_RANGES: the CIDRs joined with commas,
+    addresses written canonically; an empty list sets no variable."""
+    d = CADir(tmp_path)
+    w = Webhook(d, "  service_ranges: [10.0.0.0/16, \"FD00:10:96::/112\"]\n")
+    try:
+        p = pod()
+        after, _ = apply(w.review(p), p)
+        env = proxy_env(after)
+        assert env["MESHLET_SERVICE_RANGES"] == "10.0.0.0/16,fd00:10:96::/112"
+        # At a fixed place: after the entries every pod shares, before the log level.
+        names = list(env)
+        assert names.index("MESHLET_SERVICE_RANGES") == \
+            names.index("MESHLET_LOG_LEVEL") - 1, names
+    finally:
+        w.stop()
+    w = Webhook(d, "  service_ranges: []\n")
+    try:
+        p = pod()
+        env = proxy_env(apply(w.review(p), p)[0])
+        assert "MESHLET_SERVICE_RANGES" not in env
+        assert env["MESHLET_LOG_LEVEL"] == "info"
+    finally:
+        w.stop()
+
+
+@pytest.mark.parametrize("value,line,words", [
+    ('["*"]', 2, 'mesh.service_ranges: item 1 "*" may not hold "*" here'),
+    ("[10.96.0.0/12, 10.96.0.0/33]", 2,
+     'mesh.service_ranges: item 2 "10.96.0.0/33" is not a CIDR'),
+    ("[10.96.0.0]", 2,
+     'mesh.service_ranges: item 1 "10.96.0.0" is not a CIDR: it needs a prefix length'),
+    ("10.96.0.0/12", 2, "mesh.service_ranges: expected a list of strings, got a scalar"),
+])
+def test_bad_service_ranges_are_refused_at_start(tmp_path, value, line, words):
+    d = CADir(tmp_path)
+    cfg = tmp_path / "webhook.yaml"
+    cfg.write_text(f"mesh:\n  service_ranges: {value}\n  trust_bundle_file: {d.root}\n")
+    r = run([binary("meshlet-webhook"), "--check-config", str(cfg)])
+    assert r.returncode == 1 and f"{cfg}:{line}: {words}" in r.stderr, r.stderr
+    r = run([binary("meshlet-webhook"), "serve", "--config", str(cfg), "--listen",
+             "127.0.0.1:0", "--tls-cert", str(d.path / "serving.crt"), "--tls-key",
+             str(d.path / "serving.key")])
+    assert r.returncode != 0 and f"{cfg}:{line}: {words}" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("key,value", [

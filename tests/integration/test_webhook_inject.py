@@ -131,6 +131,28 @@ def test_injecting_twice_changes_nothing(env):
     assert "not injected again" in second.stderr
 
 
+def proxy_env(obj):
+    spec, _ = pod_spec(obj)
+    proxy = next(c for c in spec.get("initContainers", []) + spec["containers"]
+                 if c["name"] == "meshlet-proxy")
+    return {e["name"]: e.get("value") for e in proxy["env"]}
+
+
+@pytest.mark.parametrize("setting,want", [
+    (None, "10.96.0.0/12"),
+    ("[10.0.0.0/16, \"fd00:10:96::/112\"]", "10.0.0.0/16,fd00:10:96::/112"),
+    ("[]", None),
+])
+def test_service_ranges(env, setting, want):
+    d, cfg = env
+    if setting is not None:
+        cfg = d.path / "webhook-ranges.yaml"
+        cfg.write_text(f"mesh:\n  trust_bundle_file: {d.root}\n  service_ranges: {setting}\n")
+    r = inject((d, cfg), yaml.safe_dump(workload("Deployment")))
+    assert r.returncode == 0, r.stderr
+    assert proxy_env(yaml.safe_load(r.stdout)).get("MESHLET_SERVICE_RANGES") == want
+
+
 def test_a_pod_the_webhook_would_deny_is_an_error(env):
     obj = workload("Deployment")
     obj["spec"]["template"]["metadata"]["annotations"] = {

@@ -451,6 +451,7 @@ static void test_minimal_pod(void **state)
 	assert_string_equal(env_value(proxy, "MESHLET_TOKEN_FILE"),
 	                    "/var/run/secrets/meshlet.io/token/token");
 	assert_string_equal(env_value(proxy, "MESHLET_LOG_LEVEL"), "info");
+	assert_string_equal(env_value(proxy, "MESHLET_SERVICE_RANGES"), "10.96.0.0/12");
 	assert_null(env_value(proxy, "MESHLET_APP_PROBES"));
 	want = load("{\"name\":\"MESHLET_POD_IP\",\"valueFrom\":{\"fieldRef\":"
 	            "{\"fieldPath\":\"status.podIP\"}}}");
@@ -1077,6 +1078,110 @@ static void test_empty_lists(void **state)
 	injector_free(in);
 }
 
+/* The proxy's env names, in order, as one comma-separated string. */
+static void env_names(const json_t *container, char *buf, size_t size)
+{
+	const json_t *env = json_object_get(container, "env");
+	size_t pos = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < json_array_size(env) && pos < size; i++)
+		pos += (size_t)snprintf(
+		    buf + pos, size - pos, "%s%s", i ? "," : "",
+		    json_string_value(json_object_get(json_array_get(env, i), "name")));
+}
+
+/*
+ * mesh.service_ranges reaches the proxy as MESHLET_SERVICE_RANGES: the CIDRs joined with
+ * commas, addresses written canonically, at a fixed place in the env (after the shared
+ * entries, before MESHLET_LOG_LEVEL); an empty list sets no variable.
+ */
+static void test_service_ranges(void **state)
+{
+	static const char want_names[] =
+	    "MESHLET_POD_NAME,MESHLET_POD_NAMESPACE,MESHLET_POD_IP,MESHLET_SERVICE_ACCOUNT,"
+	    "MESHLET_CA_ADDRESS,MESHLET_TRUST_DOMAIN,MESHLET_TRUST_BUNDLE,MESHLET_TOKEN_FILE,"
+	    "MESHLET_POLICY_PATHS,MESHLET_POD_LABELS_FILE,MESHLET_SERVICE_RANGES,"
+	    "MESHLET_LOG_LEVEL,MESHLET_HTTP_PORTS";
+	static const char pod[] =
+	    "{\"metadata\":{\"name\":\"web\"},\"spec\":{\"containers\":[{\"name\":\"app\","
+	    "\"ports\":[{\"name\":\"http\",\"containerPort\":8080}]}]}}";
+	struct injector *in = injector_yaml("mesh:\n  service_ranges: [10.0.0.0/16, "
+	                                    "\"FD00:10:96::/112\", 172.20.0.0/16]\n");
+	struct injector *none = injector_yaml("mesh:\n  service_ranges: []\n");
+	struct injector *flag = injector_with(
+	    (const char *const[]){ "mesh.service_ranges", "192.168.0.0/20,fd00::/108", NULL });
+	struct inject_result r, r2;
+	json_t *p, *patched;
+	const json_t *proxy;
+	char names[1024];
+
+	(void)state;
+	p = run(in, pod, "shop", &r);
+	patched = check_injected(p, &r);
+	proxy =
+	    json_array_get(json_object_get(json_object_get(patched, "spec"), "initContainers"), 1);
+	assert_string_equal(env_value(proxy, "MESHLET_SERVICE_RANGES"),
+	                    "10.0.0.0/16,fd00:10:96::/112,172.20.0.0/16");
+	env_names(proxy, names, sizeof(names));
+	assert_string_equal(names, want_names);
+	/* The same pod gives the same patch, byte for byte, as text too. */
+	assert_int_equal(injector_pod_text(in, p, "shop", &r2), 0);
+	assert_non_null(r2.patch_text);
+	assert_int_equal(r2.patch_len, r.patch_len);
+	assert_memory_equal(r2.patch_text, r.patch_text, r.patch_len);
+	inject_result_clear(&r2);
+	json_decref(patched);
+	json_decref(p);
+	inject_result_clear(&r);
+
+	/* Classic mode: the proxy container gets the same env. */
+	p = run(in,
+	        "{\"metadata\":{\"annotations\":{\"meshlet.io/native-sidecar\":\"false\"}},"
+	        "\"spec\":{\"containers\":[{\"name\":\"app\"}]}}",
+	        NULL, &r);
+	patched = check_injected(p, &r);
+	proxy = json_array_get(json_object_get(json_object_get(patched, "spec"), "containers"), 1);
+	assert_string_equal(json_string_value(json_object_get(proxy, "name")), "meshlet-proxy");
+	assert_string_equal(env_value(proxy, "MESHLET_SERVICE_RANGES"),
+	                    "10.0.0.0/16,fd00:10:96::/112,172.20.0.0/16");
+	json_decref(patched);
+	json_decref(p);
+	inject_result_clear(&r);
+
+	/* Set as a flag would set it: comma-separated. */
+	p = run(flag, pod_minimal, NULL, &r);
+	patched = check_injected(p, &r);
+	proxy =
+	    json_array_get(json_object_get(json_object_get(patched, "spec"), "initContainers"), 1);
+	assert_string_equal(env_value(proxy, "MESHLET_SERVICE_RANGES"),
+	                    "192.168.0.0/20,fd00::/108");
+	json_decref(patched);
+	json_decref(p);
+	inject_result_clear(&r);
+
+	/* An empty list: no variable at all, and the rest of the env as before. */
+	p = run(none, pod, "shop", &r);
+	patched = check_injected(p, &r);
+	proxy =
+	    json_array_get(json_object_get(json_object_get(patched, "spec"), "initContainers"), 1);
+	assert_null(find_named(json_object_get(proxy, "env"), "MESHLET_SERVICE_RANGES"));
+	assert_null(strstr(r.patch_text, "MESHLET_SERVICE_RANGES"));
+	env_names(proxy, names, sizeof(names));
+	assert_string_equal(names, "MESHLET_POD_NAME,MESHLET_POD_NAMESPACE,MESHLET_POD_IP,"
+	                           "MESHLET_SERVICE_ACCOUNT,MESHLET_CA_ADDRESS,"
+	                           "MESHLET_TRUST_DOMAIN,MESHLET_TRUST_BUNDLE,MESHLET_TOKEN_FILE,"
+	                           "MESHLET_POLICY_PATHS,MESHLET_POD_LABELS_FILE,"
+	                           "MESHLET_LOG_LEVEL,MESHLET_HTTP_PORTS");
+	json_decref(patched);
+	json_decref(p);
+	inject_result_clear(&r);
+
+	injector_free(in);
+	injector_free(none);
+	injector_free(flag);
+}
+
 /* ---- tests: probes ---- */
 
 static const char pod_probes[] =
@@ -1296,6 +1401,13 @@ static void test_injector_new_errors(void **state)
 	assert_null(injector_new(&s, BUNDLE, &e));
 	assert_int_equal(e.code, ERR_INJECT_SETTINGS);
 	assert_contains(e.msg, "proxy.cpu_request: \"lots\" is not a resource quantity");
+	free(s.proxy_cpu_request);
+	s.proxy_cpu_request = strdup("100m");
+	free(s.service_ranges.items[0]);
+	s.service_ranges.items[0] = strdup("*");
+	assert_null(injector_new(&s, BUNDLE, &e));
+	assert_int_equal(e.code, ERR_INJECT_SETTINGS);
+	assert_contains(e.msg, "mesh.service_ranges: may not hold \"*\"");
 	injector_free(NULL);
 	config_release(&c);
 	config_free(&settings_schema, &s);
@@ -1445,6 +1557,7 @@ int main(void)
 		cmocka_unit_test(test_bad_annotation_details),
 		cmocka_unit_test(test_good_annotations),
 		cmocka_unit_test(test_empty_lists),
+		cmocka_unit_test(test_service_ranges),
 		cmocka_unit_test(test_probes_rewritten),
 		cmocka_unit_test(test_probes_not_rewritten),
 		cmocka_unit_test(test_conflicts_and_malformed),

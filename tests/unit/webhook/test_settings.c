@@ -40,6 +40,8 @@ static void test_defaults(void **state)
 	assert_int_equal(s.always_selectors.n, 0);
 	assert_string_equal(s.trust_bundle_file, "/etc/meshlet/ca/root-cert.pem");
 	assert_string_equal(s.token_audience, "meshlet-ca");
+	assert_int_equal(s.service_ranges.n, 1);
+	assert_string_equal(s.service_ranges.items[0], "10.96.0.0/12");
 	assert_string_equal(s.proxy_image, "meshlet/meshlet:" MESHLET_VERSION);
 	assert_int_equal(s.proxy_image_pull_policy, SETTINGS_PULL_IF_NOT_PRESENT);
 	assert_string_equal(s.proxy_cpu_request, "100m");
@@ -85,6 +87,7 @@ static void test_good_file(void **state)
 	                           "mesh:\n"
 	                           "  token_audience: other-aud\n"
 	                           "  trust_bundle_file: /roots.pem\n"
+	                           "  service_ranges: [10.0.0.0/16, \"fd00:10:96::/112\"]\n"
 	                           "proxy:\n"
 	                           "  image: registry.example.com:5000/meshlet@sha256:abc\n"
 	                           "  image_pull_policy: Always\n"
@@ -118,6 +121,8 @@ static void test_good_file(void **state)
 	assert_int_equal(s.proxy_log_level, LOG_DEBUG);
 	assert_int_equal(s.include_inbound_ports.n, 2);
 	assert_string_equal(s.include_outbound_ip_ranges.items[1], "fd00::/8");
+	assert_int_equal(s.service_ranges.n, 2);
+	assert_string_equal(s.service_ranges.items[1], "fd00:10:96::/112");
 	config_release(&c);
 	config_free(&settings_schema, &s);
 }
@@ -191,6 +196,65 @@ static void test_cross_key_rules(void **state)
 	config_free(&settings_schema, &s);
 }
 
+/*
+ * mesh.service_ranges: CIDRs, IPv4 and IPv6, or none at all; never "*" (a proxy cannot
+ * treat every destination as a Service). Bad items are named with file:line.
+ */
+static void test_service_ranges(void **state)
+{
+	static const struct {
+		const char *yaml;
+		const char *error; /* the first error, or NULL when the file is good */
+		size_t n;          /* items when good */
+	} rows[] = {
+		{ "mesh:\n  service_ranges: []\n", NULL, 0 },
+		{ "mesh:\n  service_ranges: [10.96.0.0/12]\n", NULL, 1 },
+		{ "mesh:\n  service_ranges: [10.96.0.0/12, \"fd00:10:96::/112\"]\n", NULL, 2 },
+		{ "mesh:\n  service_ranges: [\"*\"]\n",
+		  "w.yaml:2: mesh.service_ranges: item 1 \"*\" may not hold \"*\" here: list the "
+		  "items",
+		  0 },
+		{ "mesh:\n  service_ranges:\n    - 10.96.0.0/12\n    - 10.96.0.0/33\n",
+		  "w.yaml:4: mesh.service_ranges: item 2 \"10.96.0.0/33\" is not a CIDR (an "
+		  "IPv4 or IPv6 address, '/', a prefix length: like 10.0.0.0/8 or fd00::/8)",
+		  0 },
+		{ "mesh:\n  service_ranges: [10.96.0.0]\n",
+		  "w.yaml:2: mesh.service_ranges: item 1 \"10.96.0.0\" is not a CIDR: it needs a "
+		  "prefix length (like 10.0.0.0/8, 10.1.2.3/32 or fd00::/8)",
+		  0 },
+		{ "mesh:\n  service_ranges: [kubernetes.default.svc/32]\n",
+		  "w.yaml:2: mesh.service_ranges: item 1 \"kubernetes.default.svc/32\" is not "
+		  "a CIDR",
+		  0 },
+		{ "mesh:\n  service_ranges: 10.96.0.0/12\n",
+		  "w.yaml:2: mesh.service_ranges: expected a list of strings, got a scalar", 0 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct settings s = { 0 };
+		struct config c;
+		int rc;
+
+		assert_int_equal(config_init(&c, &settings_schema, &s), 0);
+		rc = config_load_string(&c, "w.yaml", rows[i].yaml, strlen(rows[i].yaml));
+		if (rc == 0)
+			rc = config_check(&c);
+		if (rows[i].error == NULL) {
+			if (rc != 0)
+				fail_msg("row %zu refused: %s", i, c.errors[0]);
+			assert_int_equal(s.service_ranges.n, rows[i].n);
+		} else {
+			if (rc == 0)
+				fail_msg("row %zu accepted", i);
+			assert_int_equal(c.nerrors, 1);
+			assert_contains(c.errors[0], rows[i].error);
+		}
+		config_release(&c);
+		config_free(&settings_schema, &s);
+	}
+}
+
 /* Flags write lists comma-separated and go through the same validators. */
 static void test_flags(void **state)
 {
@@ -206,6 +270,15 @@ static void test_flags(void **state)
 	assert_int_equal(config_set(&c, "proxy.cpu_limit", "-1", "--cpu-limit"),
 	                 ERR_CONFIG_INVALID);
 	assert_string_equal(c.errors[1], "--cpu-limit: \"-1\" is negative");
+	assert_int_equal(config_set(&c, "mesh.service_ranges", "10.0.0.0/16,fd00::/108", "--x"), 0);
+	assert_int_equal(s.service_ranges.n, 2);
+	assert_string_equal(s.service_ranges.items[1], "fd00::/108");
+	assert_int_equal(config_set(&c, "mesh.service_ranges", "", "--x"), 0);
+	assert_int_equal(s.service_ranges.n, 0);
+	assert_int_equal(config_set(&c, "mesh.service_ranges", "*", "--x"), ERR_CONFIG_INVALID);
+	assert_int_equal(config_set(&c, "mesh.service_ranges", "10.0.0.0/16,10.0.0.0/99", "--x"),
+	                 ERR_CONFIG_INVALID);
+	assert_contains(c.errors[3], "\"10.0.0.0/99\" is not a CIDR");
 	config_release(&c);
 	config_free(&settings_schema, &s);
 }
@@ -488,11 +561,11 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),        cmocka_unit_test(test_tls_pair_rule),
 		cmocka_unit_test(test_good_file),       cmocka_unit_test(test_bad_values_file_line),
-		cmocka_unit_test(test_cross_key_rules), cmocka_unit_test(test_flags),
-		cmocka_unit_test(test_quantity_table),  cmocka_unit_test(test_ports_table),
-		cmocka_unit_test(test_ports_limit),     cmocka_unit_test(test_cidrs_table),
-		cmocka_unit_test(test_selector_table),  cmocka_unit_test(test_image_table),
-		cmocka_unit_test(test_quote),
+		cmocka_unit_test(test_cross_key_rules), cmocka_unit_test(test_service_ranges),
+		cmocka_unit_test(test_flags),           cmocka_unit_test(test_quantity_table),
+		cmocka_unit_test(test_ports_table),     cmocka_unit_test(test_ports_limit),
+		cmocka_unit_test(test_cidrs_table),     cmocka_unit_test(test_selector_table),
+		cmocka_unit_test(test_image_table),     cmocka_unit_test(test_quote),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
