@@ -7,7 +7,7 @@
 # then three "pods" (network namespaces on a bridge, with `meshlet-proxy init` rules, a
 # meshlet-proxy that gets its identity from meshlet-ca with its own token, and a small
 # HTTP app that knows nothing of the mesh) and one plain client without a sidecar. Pod A
-# calls pod B; a capture shows the wire is TLS; a DENY policy refuses pod C; STRICT
+# calls pod B, by IP and through a Service; a capture shows the wire is TLS; a DENY policy refuses pod C; STRICT
 # refuses the plain client; certificates rotate while traffic flows.
 # Without root: the CA, the webhook and a proxy pair with explicit ports on loopback.
 #
@@ -28,6 +28,8 @@ CA_NAME=meshlet-ca.meshlet-system.svc
 WEBHOOK_NAME=meshlet-webhook.meshlet-system.svc
 ISSUER=https://kubernetes.default.svc.cluster.local
 PROXY_UID=1337
+SERVICE_RANGE=10.96.0.0/12 # the Services' ClusterIPs (kube-apiserver --service-cluster-ip-range)
+SVC_B=10.96.0.20           # Service b: port 80 -> pod B's 8080
 APP_UID=1000
 TAG=mldemo$$
 SUBNET=10.253.$(($$ % 200 + 20))
@@ -197,9 +199,12 @@ in_pod() { # POD USER COMMAND...
 	ip netns exec "$(ns_of "$pod")" setpriv --reuid "$user" --regid "$user" --clear-groups "$@"
 }
 call() { # FROM TO PATH [DATA] -> "HTTP-STATUS BODY" (status 000: no answer)
+	call_url "$1" "http://${IP[$2]}:8080$3" "${4:-}"
+}
+call_url() { # FROM URL [DATA]
 	local args=(-sS --noproxy '*' --max-time 5 -o - -w '\n%{http_code}')
-	[ -n "${4:-}" ] && args+=(--data-binary "$4")
-	in_pod "$1" "$APP_UID" curl "${args[@]}" "http://${IP[$2]}:8080$3" 2>/dev/null || true
+	[ -n "${3:-}" ] && args+=(--data-binary "$3")
+	in_pod "$1" "$APP_UID" curl "${args[@]}" "$2" 2>/dev/null || true
 }
 status_of() { tail -n 1 <<<"$1"; }
 
@@ -240,6 +245,11 @@ make_pods() {
 			--include-inbound-ports '*' --exclude-inbound-ports 15008,15021 \
 			--include-outbound-cidrs '*' >"$d/init.out" ||
 			die "meshlet-proxy init failed in pod $pod: $(cat "$d/init.out")"
+		# Service b, as kube-proxy translates it (on the node; here in the pod, after
+		# the capture rules, so that it applies to what leaves the pod).
+		ip -n "$(ns_of "$pod")" route add $SERVICE_RANGE dev eth0
+		ip netns exec "$(ns_of "$pod")" iptables -t nat -A OUTPUT -p tcp -d $SVC_B --dport 80 \
+			-j DNAT --to-destination "${IP[b]}:8080"
 		token "${SA[$pod]}" >"$d/token"
 		printf 'app="%s"\n' "$pod" >"$d/labels"
 		chmod 600 "$d/token"
@@ -263,6 +273,7 @@ EOF
 		MESHLET_TRUST_DOMAIN=$TD MESHLET_CA_ADDRESS=${IP[ca]}:8443 MESHLET_TOKEN_FILE=$d/token \
 			MESHLET_POD_NAMESPACE=$NS MESHLET_SERVICE_ACCOUNT=${SA[$pod]} \
 			MESHLET_TRUST_BUNDLE="$(cat "$W/ca/root-cert.pem")" \
+			MESHLET_SERVICE_RANGES=$SERVICE_RANGE \
 			in_pod "$pod" $PROXY_UID "$BIN/meshlet-proxy" run --config "$d/proxy.yaml" \
 			>/dev/null 2>"$d/proxy.log" &
 		pids+=($!)
@@ -344,6 +355,35 @@ print("segments that start with a TLS record:", ", ".join(f"{k} x{v}" for k, v i
 print("the first begins", first, "(0x16 handshake, 0x0301: a ClientHello)")
 EOF
 	ok "the wire carries TLS records only, and no plaintext"
+}
+
+a_calls_service_b() {
+	say "pod A calls Service b: curl http://$SVC_B/ (port 80, which kube-proxy sends to B:8080)"
+	local got n_a n_b line_a line_b
+	n_a=$(grep -c '"msg":"connection"' "$W/pods/a/proxy.log" || true)
+	n_b=$(grep -c '"msg":"connection"' "$W/pods/b/proxy.log" || true)
+	got=$(call_url a "http://$SVC_B/via-service")
+	[ "$(status_of "$got")" = 200 ] || die "A -> Service b failed: $got"
+	head -n 1 <<<"$got" | show
+	wait_for 5 more_than "$n_b" "$W/pods/b/proxy.log" '"msg":"connection"' || die "no access log in B"
+	wait_for 5 more_than "$n_a" "$W/pods/a/proxy.log" '"msg":"connection"' || die "no access log in A"
+	line_a=$(grep '"msg":"connection"' "$W/pods/a/proxy.log" | tail -n 1)
+	line_b=$(grep '"msg":"connection"' "$W/pods/b/proxy.log" | tail -n 1)
+	tell "a ClusterIP has no tunnel port: A's proxy opens mutual TLS to the Service's own port;"
+	tell "B's proxy tells its hello from plaintext on the inbound capture port, and sends it to 8080:"
+	for who in A B; do
+		local l=$line_a
+		[ $who = B ] && l=$line_b
+		printf '%s: listener=%s mode=%s destination=%s peer=%s\n' "$who" \
+			"$(json_field listener <<<"$l")" "$(json_field mode <<<"$l")" \
+			"$(json_field destination <<<"$l")" "$(json_field peer <<<"$l")"
+	done | show
+	[ "$(json_field mode <<<"$line_a")" = mtls ] && [ "$(json_field mode <<<"$line_b")" = mtls ] ||
+		die "the call through the Service was not mutual TLS"
+	[ "$(json_field peer <<<"$line_a")" = "spiffe://$TD/ns/$NS/sa/${SA[b]}" ] &&
+		[ "$(json_field peer <<<"$line_b")" = "spiffe://$TD/ns/$NS/sa/${SA[a]}" ] ||
+		die "the access logs do not show both SPIFFE IDs"
+	ok "Services get mutual TLS too, and kube-proxy still picks the backend"
 }
 
 deny_c() {
@@ -481,6 +521,7 @@ if [ "$(id -u)" = 0 ] && command -v ip >/dev/null && command -v tcpdump >/dev/nu
 	ip netns del "$TAG-probe"
 	make_pods
 	a_calls_b
+	a_calls_service_b
 	deny_c
 	strict
 	rotate
