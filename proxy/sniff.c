@@ -10,8 +10,16 @@
 
 #define sniff_of_timer(t) ((struct sniff *)(void *)((char *)(t)-offsetof(struct sniff, timer)))
 
+/* The peek goes into a loop buffer: it must hold a whole record. */
+_Static_assert(LOOP_BUF_SIZE >= HELLO_MAX, "LOOP_BUF_SIZE must hold a whole TLS record");
+
 void sniff_cancel(struct sniff *s)
 {
+	int one = 1;
+
+	/* Whoever takes the socket reads it byte by byte again. */
+	if (s->seen > 0)
+		(void)setsockopt(s->fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
 	loop_timer_stop(s->loop, &s->timer);
 	loop_unwatch(s->loop, s->fd);
 	if (s->prev != NULL)
@@ -26,12 +34,7 @@ void sniff_cancel(struct sniff *s)
 
 static void sniff_finish(struct sniff *s, enum hello_verdict v)
 {
-	int one = 1;
-
 	sniff_cancel(s);
-	/* Whoever takes the socket reads it byte by byte again. */
-	if (s->seen > 0)
-		(void)setsockopt(s->fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
 	s->done(s, v);
 }
 

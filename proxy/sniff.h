@@ -48,7 +48,8 @@ int sniff_start(struct sniff *s, struct sniff **list, struct loop *loop, int fd,
                 uint32_t hello_ms, sniff_done_fn *done);
 
 /*
- * sniff_cancel - stop watching s's socket and take it out of its list; fd is not closed.
+ * sniff_cancel - stop watching s's socket and take it out of its list; fd is not closed,
+ * and reads as usual again (SO_RCVLOWAT 1).
  * For the owner's cleanup when the loop ends (done is not called).
  */
 void sniff_cancel(struct sniff *s);
