@@ -320,6 +320,50 @@ def test_serving_certificate_reload_without_restart(tmp_path):
         assert s.stop() == 0
 
 
+def test_serving_certificate_reloads_under_load(tmp_path):
+    """Certificate reloads while clients keep connecting: each reload starts a new server
+    on the same socket and retires the old one (libmicrohttpd's quiesce, which with its
+    epoll workers could abort the process). No connection fails, the daemon lives on."""
+    import threading
+
+    d = CADir(tmp_path)
+    s = CAServer(d)
+    stop = threading.Event()
+    served, failures = [], []
+
+    def client():
+        while not stop.is_set():
+            try:
+                served.append(served_serial(s.port, d.root))
+            except (OSError, ssl.SSLError) as e:
+                failures.append(repr(e))
+
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    try:
+        for t in threads:
+            t.start()
+        serials = []
+        for i in range(5):
+            r = run([binary("meshlet-ca"), "issue", "--dir", str(d.ca), "--dns", "localhost",
+                     "--out", str(tmp_path / "serving")])
+            assert r.returncode == 0, r.stderr
+            serials.append(x509.load_pem_x509_certificate(
+                (tmp_path / "serving.crt").read_bytes()).serial_number)
+            deadline = time.time() + 10
+            while (not served or served[-1] != serials[-1]) and time.time() < deadline:
+                time.sleep(0.05)
+            assert served and served[-1] == serials[-1], f"reload {i} not served"
+            assert s.proc.poll() is None, s.log()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    assert not failures, failures[:5]
+    assert s.log().count("serving certificate reloaded") >= 5
+    assert s.certify(d.token(), csr_pem(ec_key()))[0] == 200
+    assert s.stop() == 0
+
+
 def test_token_keys_reload(tmp_path):
     d = CADir(tmp_path)
     s = CAServer(d)
