@@ -107,6 +107,14 @@ rss_kib() { # PID... -> VmRSS summed over them and their descendants
 	done
 	echo "$sum"
 }
+pss_kib() { # PID... -> Pss summed over them and their descendants: shared pages (libraries)
+	# count in part, as in a node's memory where every sidecar maps the same files
+	local p k v _ sum=0
+	for p in $(for q in "$@"; do tree "$q"; done); do
+		{ while read -r k v _; do [ "$k" != Pss: ] || { sum=$((sum + v)); break; }; done <"/proc/$p/smaps_rollup"; } 2>/dev/null || true
+	done
+	echo "$sum"
+}
 cpu_ticks() { # PID... -> utime+stime summed over them and their descendants (all threads)
 	local p s a sum=0
 	for p in $(for q in "$@"; do tree "$q"; done); do
@@ -428,6 +436,7 @@ bench_one() { # RUN CAND
 	if [ "$cand" != direct ]; then
 		sleep 0.5
 		R[$k,rss_idle_c]=$(rss_kib "$PAIR_C") R[$k,rss_idle_s]=$(rss_kib "$PAIR_S")
+		R[$k,pss_idle_c]=$(pss_kib "$PAIR_C") R[$k,pss_idle_s]=$(pss_kib "$PAIR_S")
 	fi
 	run_wrk "$port" "$warmup" >/dev/null || true
 
@@ -546,7 +555,7 @@ med() { # CAND KEY -> median over the runs, empty when none
 	printf '%s\n' "${v[@]}" | sort -g | awk '{ a[NR] = $1 } END { m = NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; print m }'
 }
 declare -A M
-keys=(ka_rps ka_p50 ka_p99 ka_err nc_rps nc_p50 nc_p99 nc_err bulk rss_idle_c rss_idle_s
+keys=(ka_rps ka_p50 ka_p99 ka_err nc_rps nc_p50 nc_p99 nc_err bulk rss_idle_c rss_idle_s pss_idle_c pss_idle_s
 	rss_load_c rss_load_s rss_held_c rss_held_s conn_c conn_s held cpu_ka_c cpu_ka_s cpu_nc_c cpu_nc_s noise)
 for c in $cands; do
 	for key in "${keys[@]}"; do
@@ -572,6 +581,7 @@ cell() { # CAND ROW -> the text of one cell
 	cpukas) fmt '%.1f + %.1f' "${M[$c,cpu_ka_c]}" "${M[$c,cpu_ka_s]}" ;;
 	cpunc) fmt '%.0f' "$(awk -v a="${M[$c,cpu_nc_c]}" -v b="${M[$c,cpu_nc_s]}" 'BEGIN { if (a != "" && b != "") print a + b }')" ;;
 	idle) fmt '%.1f / %.1f' "${M[$c,rss_idle_c]:+$(mib "${M[$c,rss_idle_c]}")}" "${M[$c,rss_idle_s]:+$(mib "${M[$c,rss_idle_s]}")}" ;;
+	pss) fmt '%.1f / %.1f' "${M[$c,pss_idle_c]:+$(mib "${M[$c,pss_idle_c]}")}" "${M[$c,pss_idle_s]:+$(mib "${M[$c,pss_idle_s]}")}" ;;
 	load) fmt '%.1f / %.1f' "${M[$c,rss_load_c]:+$(mib "${M[$c,rss_load_c]}")}" "${M[$c,rss_load_s]:+$(mib "${M[$c,rss_load_s]}")}" ;;
 	held) fmt '%.1f / %.1f' "${M[$c,rss_held_c]:+$(mib "${M[$c,rss_held_c]}")}" "${M[$c,rss_held_s]:+$(mib "${M[$c,rss_held_s]}")}" ;;
 	conn) fmt '%.0f / %.0f' "${M[$c,conn_c]}" "${M[$c,conn_s]}" ;;
@@ -622,7 +632,7 @@ verdict() { # ROW -> met / missed, for meshlet's median
 		printf "%s (%.2fx the %s)\n", ok ? "MET" : "missed", v / l, op == "ge" ? "target" : "limit" }'
 }
 
-rows=(ka kalat nc nclat bulk cpuka cpukas cpunc idle load held conn err noise)
+rows=(ka kalat nc nclat bulk cpuka cpukas cpunc idle pss load held conn err noise)
 declare -A label=(
 	[ka]="keep-alive requests/s"
 	[kalat]="  p50 / p99 ms"
@@ -633,6 +643,7 @@ declare -A label=(
 	[cpukas]="  client + server"
 	[cpunc]="proxy CPU us per new-conn request"
 	[idle]="RSS idle MiB, client / server"
+	[pss]="  PSS idle MiB (shared pages split)"
 	[load]="RSS peak under keep-alive, MiB"
 	[held]="RSS with $nidle idle conns, MiB"
 	[conn]="KiB per idle connection, c / s"
@@ -661,8 +672,9 @@ declare -A label=(
 	cat <<EOF
 
 RSS is VmRSS summed over each proxy's processes (nginx: master + worker), without kernel
-socket buffers; "per idle connection" is the growth while $nidle connections, each used
-for one request, are held open through the pair. CPU is utime+stime of both proxies over
+socket buffers; PSS (smaps_rollup) splits each shared page among the processes that map
+it, as the libraries of many sidecars on a node are shared; "per idle connection" is the
+growth while $nidle connections, each used for one request, are held open through the pair. CPU is utime+stime of both proxies over
 the wrk run divided by its requests (tick: $((1000 / CLK_TCK)) ms). wrk, the backend and both
 proxies share the same $(nproc) cores. Relative targets are taken against this run's best
 peer. Issue 5's peer medians: keep-alive 23.6k-47.0k (direct 141k), new connection

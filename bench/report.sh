@@ -242,6 +242,7 @@ cell() { # CAND ROW -> one cell of the proxy table
 	nclat) f 2 "$(px "$c" nc_p50)" "$(px "$c" nc_p99)" ;;
 	bulk) f 2 "$(px "$c" bulk)" ;;
 	idle) f 1 "$(kib2mib "$(px "$c" rss_idle_c)")" "$(kib2mib "$(px "$c" rss_idle_s)")" ;;
+	pss) f 1 "$(kib2mib "$(px "$c" pss_idle_c)")" "$(kib2mib "$(px "$c" pss_idle_s)")" ;;
 	load) f 1 "$(kib2mib "$(px "$c" rss_load_c)")" "$(kib2mib "$(px "$c" rss_load_s)")" ;;
 	held) f 1 "$(kib2mib "$(px "$c" rss_held_c)")" "$(kib2mib "$(px "$c" rss_held_s)")" ;;
 	conn) f 1 "$(px "$c" conn_c)" "$(px "$c" conn_s)" ;;
@@ -255,7 +256,7 @@ cell() { # CAND ROW -> one cell of the proxy table
 	noise) f 0 "$(px "$c" noise)" ;;
 	esac
 }
-proxy_rows=(ka kalat nc nclat bulk cpuka cpukas cpunc idle load held conn conn1k err held_n noise)
+proxy_rows=(ka kalat nc nclat bulk cpuka cpukas cpunc idle pss load held conn conn1k err held_n noise)
 declare -A proxy_label=(
 	[ka]="keep-alive, requests/s"
 	[kalat]="  p50 / p99, ms"
@@ -266,6 +267,7 @@ declare -A proxy_label=(
 	[cpukas]="  client / server"
 	[cpunc]="proxy CPU per new-connection request, µs (client + server)"
 	[idle]="RSS idle, MiB, client / server"
+	[pss]="PSS idle (shared pages split among their users), MiB, client / server"
 	[load]="RSS peak under keep-alive load, MiB, client / server"
 	[held]="RSS with $(f 0 "$(P idle_connections)") idle connections, MiB, client / server"
 	[conn]="KiB per idle connection, client / server"
@@ -275,7 +277,7 @@ declare -A proxy_label=(
 	[noise]="CPU % busy in the second before (not the benchmark)"
 )
 # Rows that a direct connection (no proxy) has no figure for.
-proxy_only=" cpuka cpukas cpunc idle load held conn conn1k held_n "
+proxy_only=" cpuka cpukas cpunc idle pss load held conn conn1k held_n "
 mdtable_proxy() {
 	local row c has_target=0
 	[[ " $cands " == *" meshlet "* ]] && ((${#TG[@]})) && has_target=1
