@@ -488,6 +488,11 @@ struct proxy {
 	bool has_fallback;
 	int deny_side; /* -1, or the side whose handshake is refused */
 	bool http;     /* follow HTTP/1.1 (relay_http_set), allowing every request */
+	bool probe;    /* relay_probe_upstream(probe_ms) after the upstream is set */
+	uint32_t probe_ms;
+	bool probe_undo; /* then set the same upstream again, which undoes the probe */
+	struct sockaddr_in probe_fallback;
+	bool has_probe_fallback; /* on_probe_failed: plain to probe_fallback, else decline */
 
 	/* What happened: written on the loop's thread, read under mu. */
 	pthread_mutex_t mu;
@@ -499,6 +504,12 @@ struct proxy {
 	bool hs_verified[2];
 	int failed_err[RELAY_MAX_ATTEMPTS];
 	int nfailed;
+	int probe_rc;          /* what relay_probe_upstream returned */
+	int probe_calls;       /* on_probe_failed */
+	int probe_err;         /* its err, the last time */
+	uint64_t probe_at_ms;  /* now_ms() then */
+	bool probe_saw_ssl;    /* relay_ssl(r, RELAY_UP) was set then */
+	int probe_saw_fd;      /* relay_fd(r, RELAY_UP) then */
 	struct relay **open;
 	size_t nopen;
 	size_t buffered_max;
@@ -543,6 +554,26 @@ static int on_upstream_failed(struct relay *r, int err)
 	/* Once, and plain: as the outbound proxy falls back when a tunnel port refuses. */
 	return relay_set_upstream(r, (struct sockaddr *)&p->fallback, sizeof(p->fallback), NULL,
 	                          NULL);
+}
+
+static int on_probe_failed(struct relay *r, int err)
+{
+	struct proxy *p = relay_data(r);
+	bool retry;
+
+	pthread_mutex_lock(&p->mu);
+	p->probe_calls++;
+	p->probe_err = err;
+	p->probe_at_ms = now_ms();
+	p->probe_saw_ssl = relay_ssl(r, RELAY_UP) != NULL;
+	p->probe_saw_fd = relay_fd(r, RELAY_UP);
+	retry = p->has_probe_fallback;
+	pthread_mutex_unlock(&p->mu);
+	if (!retry)
+		return err;
+	/* Plain, as the outbound proxy falls back when a Service's backend has no sidecar. */
+	return relay_set_upstream(r, (struct sockaddr *)&p->probe_fallback,
+	                          sizeof(p->probe_fallback), NULL, NULL);
 }
 
 static void on_close(struct relay *r, const struct relay_stats *st)
@@ -608,6 +639,17 @@ static void proxy_accept(struct listener *l, int fd, const struct sockaddr *peer
 		if (relay_set_upstream(r, (struct sockaddr *)&p->up, sizeof(p->up), p->up_tls,
 		                       p->preamble_port ? &pre : NULL) != 0)
 			abort();
+		if (p->probe) {
+			int rc = relay_probe_upstream(r, p->probe_ms);
+
+			pthread_mutex_lock(&p->mu);
+			p->probe_rc = rc;
+			pthread_mutex_unlock(&p->mu);
+		}
+		if (p->probe_undo &&
+		    relay_set_upstream(r, (struct sockaddr *)&p->up, sizeof(p->up), p->up_tls,
+		                       p->preamble_port ? &pre : NULL) != 0)
+			abort();
 	}
 	if (p->http && relay_http_set(r, allow_all, NULL, 8192) != 0)
 		abort();
@@ -652,6 +694,7 @@ static struct proxy *proxy_new(int up_port)
 		.on_handshake = on_handshake,
 		.on_preamble = on_preamble,
 		.on_upstream_failed = on_upstream_failed,
+		.on_probe_failed = on_probe_failed,
 		.on_close = on_close,
 	};
 	pthread_mutex_init(&p->mu, NULL);
