@@ -430,6 +430,29 @@ int relay_tls_error(int sslerr)
 	return sslerr == SSL_ERROR_SSL ? -EPROTO : -ECONNRESET;
 }
 
+/*
+ * A probed handshake's failure, for on_probe_failed: -ECONNRESET for a peer that closed
+ * (OpenSSL 3 reports an EOF as a protocol error: "unexpected eof while reading"), -EPROTO
+ * for one that answered something else than our TLS. Before the error queue is read.
+ */
+static int relay_probe_error(int sslerr)
+{
+	if (sslerr == SSL_ERROR_SSL &&
+	    ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
+		return -ECONNRESET;
+	return relay_tls_error(sslerr);
+}
+
+/* Whether a handshake got as far as an application protocol (ALPN) agreed with the peer. */
+static bool relay_alpn_agreed(SSL *ssl)
+{
+	const unsigned char *p;
+	unsigned int n;
+
+	SSL_get0_alpn_selected(ssl, &p, &n);
+	return n > 0;
+}
+
 /* Timers: one per relay, for the deadline of its current state */
 
 static void relay_arm(struct relay *r, uint32_t ms)
@@ -508,6 +531,16 @@ static void relay_timeout(struct loop *loop, struct loop_timer *t)
 		relay_end(r, RELAY_TIMEOUT, RELAY_DOWN, -ETIMEDOUT, "handshake");
 		return;
 	case R_UP_HS:
+		/*
+		 * A probed peer that agreed to an application protocol is a TLS server, not an
+		 * application in silence: the rest of the handshake timeout is its.
+		 */
+		if ((r->flags & F_PROBE) && relay_alpn_agreed(r->up.ssl) &&
+		    r->probe_ms < r->cfg->handshake_timeout_ms) {
+			r->flags &= (uint16_t)~F_PROBE;
+			relay_arm(r, r->cfg->handshake_timeout_ms - r->probe_ms);
+			return;
+		}
 		if (relay_probe_failed(r, -ETIMEDOUT, "handshake")) {
 			relay_advance(r);
 			return;
@@ -622,6 +655,8 @@ static int relay_handshake_done(struct relay *r, struct relay_half *h)
 			return -1;
 		}
 	}
+	if (h == &r->up)
+		r->flags &= (uint16_t)~F_PROBE;
 	/* OpenSSL may hold bytes that arrived with the handshake's last flight. */
 	h->flags |= H_RD_READY | H_WR_READY;
 	relay_tls_release(h->ssl);
@@ -649,8 +684,9 @@ static int relay_handshake(struct relay *r, struct relay_half *h)
 		h->flags = (uint16_t)((h->flags | H_HS_WANTS_WRITE) & ~H_WR_READY);
 		return 0;
 	}
-	if (h == &r->up &&
-	    relay_probe_failed(r, relay_tls_error(e), relay_tls_reason(h->ssl, e, rc)))
+	/* A probed peer that agreed to an application protocol is a TLS server: no probe. */
+	if (h == &r->up && (r->flags & F_PROBE) && !relay_alpn_agreed(h->ssl) &&
+	    relay_probe_failed(r, relay_probe_error(e), relay_tls_reason(h->ssl, e, rc)))
 		return -1;
 	relay_end(r, RELAY_HANDSHAKE_FAILED, relay_side_of(r, h), relay_tls_error(e),
 	          relay_tls_reason(h->ssl, e, rc));

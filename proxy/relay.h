@@ -216,8 +216,8 @@ struct relay_config {
 
 	/*
 	 * The handshake with an upstream marked by relay_probe_upstream failed (err: -EPROTO
-	 * for a TLS error, -ECONNRESET or another -errno for a peer that closed) or got no
-	 * answer in time (-ETIMEDOUT), before any byte was relayed. relay_ssl(r, RELAY_UP) is
+	 * for an answer that is not our TLS, -ECONNRESET or another -errno for a peer that
+	 * closed) or got no answer in time (-ETIMEDOUT), before any byte was relayed. relay_ssl(r, RELAY_UP) is
 	 * still the failed TLS connection (how far did it get?), its socket closed. As with
 	 * on_upstream_failed, relay_set_upstream and 0 try another target; a negative code
 	 * ends the relay with RELAY_HANDSHAKE_FAILED (RELAY_TIMEOUT for -ETIMEDOUT). NULL:
@@ -260,6 +260,8 @@ int relay_set_upstream(struct relay *r, const struct sockaddr *addr, socklen_t l
  * Service's backend without a sidecar, reached on the application's own port): a
  * handshake that fails, or that is not done within timeout_ms (when shorter than the
  * handshake timeout), goes to on_probe_failed, which may set a plain upstream instead.
+ * A peer that agreed to an application protocol (ALPN) by then is a TLS server: it gets
+ * the rest of the handshake timeout, and its failures stand, as any upstream's.
  * Call after relay_set_upstream (a later relay_set_upstream undoes it). Returns 0, or
  * -EINVAL when no TLS upstream is set.
  */

@@ -308,11 +308,15 @@ static void run_resume(struct relay *r, struct run_conn *c, const struct sockadd
 		creds_resume(ssl, slot->sess);
 }
 
-/* The remembered "no sidecar here" answer for a destination IP, if still fresh. */
+/*
+ * The slot of the remembered "no sidecar here" answer for a destination: its IP (a pod
+ * has a sidecar or not, on every port), or its IP and port (a Service's ports may lead to
+ * ports of its backends that are captured or not).
+ */
 static struct run_fallback *run_fallback_slot(struct run_worker *w,
-                                              const struct sockaddr_storage *dst)
+                                              const struct sockaddr_storage *dst, bool port)
 {
-	uint32_t h = 2166136261u;
+	uint32_t h = port ? run_port_of(dst) : 2166136261u;
 	const unsigned char *p =
 	    dst->ss_family == AF_INET
 	        ? (const unsigned char *)&((const struct sockaddr_in *)dst)->sin_addr
@@ -568,9 +572,11 @@ static int run_on_preamble(struct relay *r, const struct preamble *p)
 
 /*
  * The destination has no sidecar (why): plain TCP to the original port, remembered for
- * outbound.fallback_ttl; unless it is in an mTLS-required range (fail closed: err).
+ * outbound.fallback_ttl when the answer was a clear one (remember); unless it is in an
+ * mTLS-required range (fail closed: err).
  */
-static int run_fall_back(struct relay *r, struct run_conn *c, int err, const char *why)
+static int run_fall_back(struct relay *r, struct run_conn *c, int err, const char *why,
+                         bool remember)
 {
 	struct run *run = c->w->run;
 	struct run_fallback *slot;
@@ -582,14 +588,17 @@ static int run_fall_back(struct relay *r, struct run_conn *c, int err, const cha
 		          LOG_STR("destination", dst), LOG_STR("why", why));
 		return err;
 	}
-	slot = run_fallback_slot(c->w, &c->orig);
-	slot->addr = c->orig;
-	slot->until_ms = loop_now(c->w->loop) + (uint64_t)run->cfg.fallback_ttl;
+	if (remember) {
+		slot = run_fallback_slot(c->w, &c->orig, c->service);
+		slot->addr = c->orig;
+		slot->until_ms = loop_now(c->w->loop) + (uint64_t)run->cfg.fallback_ttl;
+	}
 	c->mtls = false;
 	c->fell_back = true;
 	metrics_inc(&run_fallbacks, 0);
 	log_info("no sidecar at the destination: plain TCP", LOG_STR("destination", dst),
-	         LOG_STR("why", why), LOG_INT("remembered_ms", run->cfg.fallback_ttl));
+	         LOG_STR("why", why),
+	         LOG_INT("remembered_ms", remember ? run->cfg.fallback_ttl : 0));
 	return relay_set_upstream(r, (struct sockaddr *)&c->orig, run_len(&c->orig), NULL, NULL);
 }
 
@@ -601,14 +610,17 @@ static int run_on_upstream_failed(struct relay *r, int err)
 	if (c->kind != RUN_OUTBOUND || !c->mtls || c->fell_back || c->service ||
 	    err != -ECONNREFUSED)
 		return err;
-	return run_fall_back(r, c, err, "the tunnel port refused the connection");
+	return run_fall_back(r, c, err, "the tunnel port refused the connection", true);
 }
 
 /*
  * Outbound to a Service: what answered our TLS hello on the Service's port is not a proxy
- * of ours (an application without a sidecar: it closed, answered something that is not
- * TLS, kept silent, or is a TLS server of its own). A peer that chose our protocol is one
- * of ours, and its failure (a certificate we refuse) stands.
+ * of ours (an application without a sidecar: it answered something that is not our TLS,
+ * kept silent, or closed). A peer that chose our protocol is one of ours, and its failure
+ * (a certificate we refuse) stands. An answer or a silence is remembered; a close is not,
+ * as a proxy of ours closes too when it is at its connection limit or going away: this
+ * connection goes in plain TCP (which such a proxy refuses in STRICT mode), the next one
+ * tries mutual TLS again.
  */
 static int run_on_probe_failed(struct relay *r, int err)
 {
@@ -623,7 +635,7 @@ static int run_on_probe_failed(struct relay *r, int err)
 	         err == -ETIMEDOUT ? "did not answer the TLS hello in time"
 	         : err == -EPROTO  ? "answered the TLS hello with something else"
 	                           : "closed on the TLS hello");
-	return run_fall_back(r, c, err, why);
+	return run_fall_back(r, c, err, why, err == -ETIMEDOUT || err == -EPROTO);
 }
 
 static void run_on_close(struct relay *r, const struct relay_stats *st)
@@ -735,6 +747,7 @@ static void run_start(struct run_listen *ls, int fd, const struct sockaddr *peer
 	struct preamble pre;
 	struct sockaddr_storage dst;
 	unsigned flags = 0;
+	bool svc;
 	int err = 0;
 
 	if (c == NULL) {
@@ -807,14 +820,17 @@ static void run_start(struct run_listen *ls, int fd, const struct sockaddr *peer
 		if (listener_original_dst(relay_fd(r, RELAY_DOWN), &c->orig) < 0)
 			goto close;
 		dst = c->orig;
+		svc = run_cidr_match(&run->services, &dst);
 		if (run->cfg.mtls_mode != SETTINGS_MTLS_DISABLE &&
 		    run_cidr_match(&run->mesh, &dst)) {
-			struct run_fallback *slot = run_fallback_slot(w, &dst);
+			struct run_fallback *slot = run_fallback_slot(w, &dst, svc);
 
-			if (!(slot->until_ms > loop_now(w->loop) && run_same_ip(&slot->addr, &dst)))
+			if (!(slot->until_ms > loop_now(w->loop) &&
+			      (svc ? run_same_addr(&slot->addr, &dst)
+			           : run_same_ip(&slot->addr, &dst))))
 				up = creds_client_ctx(run->creds);
 		}
-		if (up != NULL && run_cidr_match(&run->services, &dst)) {
+		if (up != NULL && svc) {
 			/* A Service: mutual TLS on its own port, to whichever backend kube-proxy
 			 * picks, which may have no sidecar (run_on_probe_failed). */
 			c->mtls = true;
@@ -900,8 +916,10 @@ static void run_accept(struct listener *l, int fd, const struct sockaddr *peer, 
 {
 	struct run_listen *ls = arg;
 	struct run *run = ls->w->run;
+	struct sockaddr_storage dst;
 	struct run_sniff *rs;
-	uint32_t n;
+	uint32_t n, wait = (uint32_t)run->cfg.detect_timeout;
+	char by[128];
 
 	(void)l;
 	if (ls->kind != RUN_INBOUND || run->cfg.detect_timeout == 0) {
@@ -918,11 +936,18 @@ static void run_accept(struct listener *l, int fd, const struct sockaddr *peer, 
 		return;
 	}
 	rs->ls = ls;
+	/*
+	 * A STRICT port refuses plaintext anyway: no client there waits for the server to
+	 * speak first, and a hello that comes late (a lost segment) is still taken for one.
+	 */
+	if (listener_original_dst(fd, &dst) == 0 &&
+	    authz_mtls(run->authz, run_port_of(&dst), by, sizeof(by)) == SETTINGS_MTLS_STRICT)
+		wait = (uint32_t)run->cfg.handshake_timeout;
 	if (peer != NULL) {
 		rs->plen = plen < sizeof(rs->peer) ? plen : sizeof(rs->peer);
 		memcpy(&rs->peer, peer, rs->plen);
 	}
-	if (sniff_start(&rs->s, &ls->w->sniffs, ls->w->loop, fd, (uint32_t)run->cfg.detect_timeout,
+	if (sniff_start(&rs->s, &ls->w->sniffs, ls->w->loop, fd, wait,
 	                (uint32_t)run->cfg.handshake_timeout, run_sniffed) < 0) {
 		atomic_fetch_sub(&run->limit.active, 1);
 		free(rs);

@@ -143,11 +143,13 @@ static const struct config_key settings_keys[] = {
 	                CONFIG_SECONDS(1) / 10, CONFIG_MINUTES(1), "1s",
 	                "how long a Service's backend has to answer our TLS hello before it "
 	                "counts as having no sidecar (an application that waits in silence)"),
-	CONFIG_DURATION("inbound.detect_timeout", S, detect_timeout, 0, CONFIG_SECONDS(10), "200ms",
+	CONFIG_DURATION("inbound.detect_timeout", S, detect_timeout, 0, CONFIG_SECONDS(10), "500ms",
 	                "how long the inbound capture port waits for a client's first bytes to "
-	                "tell mutual TLS from a client proxy (Services) from plaintext; a client "
+	                "tell mutual TLS from a client proxy (Services) from plaintext, on "
+	                "permissive ports (strict ones wait up to timeouts.handshake); a client "
 	                "that waits for the server to speak first is served as plaintext after "
-	                "it. 0: no detection (inbound is plaintext only)"),
+	                "it. 0: no detection: inbound capture is plaintext only, so Services reach "
+	                "this pod in plain TCP on permissive ports and not at all on strict ones"),
 	CONFIG_DURATION("outbound.fallback_ttl", S, fallback_ttl, CONFIG_SECONDS(1),
 	                CONFIG_HOURS(1), "60s",
 	                "how long a destination without a sidecar is remembered as one"),

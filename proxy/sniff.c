@@ -38,12 +38,33 @@ static void sniff_finish(struct sniff *s, enum hello_verdict v)
 	s->done(s, v);
 }
 
-/* Peeks at what is in; decides, or waits for the rest of the record. */
-static void sniff_look(struct sniff *s)
+#define SNIFF_WATCH  (LOOP_READ | EPOLLRDHUP)
+#define SNIFF_END    (EPOLLRDHUP | EPOLLHUP | EPOLLERR)
+#define SNIFF_REPEEK 10 /* ms: a wake without new bytes and without an end: look again then */
+
+/* Arms the timer for the deadline that applies now: the hello's once a byte is in. */
+static void sniff_arm(struct sniff *s, uint64_t ms)
+{
+	uint64_t now = loop_now(s->loop), end = s->since + (s->seen > 0 ? s->hello_ms : s->wait_ms);
+
+	if (end <= now) {
+		sniff_finish(s, HELLO_OTHER);
+		return;
+	}
+	if (ms == 0 || ms > end - now)
+		ms = end - now;
+	if (loop_timer_set(s->loop, &s->timer, ms) < 0)
+		sniff_finish(s, HELLO_OTHER);
+}
+
+/*
+ * Peeks at what is in; decides, or waits for the rest of the record. events: what woke
+ * us (0: a timer, or the start).
+ */
+static void sniff_look(struct sniff *s, uint32_t events)
 {
 	uint8_t *buf = loop_buf_get(s->loop);
-	enum hello_verdict v = HELLO_OTHER;
-	uint64_t now, end;
+	enum hello_verdict v = HELLO_MORE;
 	ssize_t n;
 	int want = 5;
 
@@ -52,47 +73,63 @@ static void sniff_look(struct sniff *s)
 		return;
 	}
 	n = recv(s->fd, buf, HELLO_MAX, MSG_PEEK);
-	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-		loop_buf_put(s->loop, buf);
-		return;
-	}
 	if (n > 0 && (size_t)n != s->seen) {
 		v = hello_classify(buf, (size_t)n, SNIFF_PREFIX);
 		if (n >= 5)
 			want = 5 + (buf[3] << 8 | buf[4]);
 	}
 	loop_buf_put(s->loop, buf);
-	/*
-	 * The end, an error, or no more bytes than last time although the socket woke (the
-	 * client ended or failed in the middle of a hello): its taker sees how.
-	 */
-	if (n <= 0 || (size_t)n == s->seen || v != HELLO_MORE) {
-		s->seen = n > 0 ? (uint32_t)n : s->seen;
-		sniff_finish(s, v);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	/* The end, or an error: the client's taker sees which. */
+	if (n <= 0 || v != HELLO_MORE) {
+		sniff_finish(s, n <= 0 ? HELLO_OTHER : v);
+		return;
+	}
+	if ((size_t)n == s->seen) {
+		/* No new byte: the client ended in the middle of a hello, or the socket woke
+		 * below SO_RCVLOWAT (the kernel may, under memory pressure): stop watching it and
+		 * look again in a moment, so that the loop never spins on it. */
+		if (events & SNIFF_END) {
+			sniff_finish(s, HELLO_OTHER);
+			return;
+		}
+		if (events != 0) {
+			(void)loop_set_events(s->loop, s->fd, 0);
+			s->paused = true;
+			sniff_arm(s, SNIFF_REPEEK);
+		}
 		return;
 	}
 	s->seen = (uint32_t)n;
 	/* Wake when the whole record is in (its header says how long it is), or at the end. */
 	(void)setsockopt(s->fd, SOL_SOCKET, SO_RCVLOWAT, &want, sizeof(want));
-	now = loop_now(s->loop);
-	end = s->since + s->hello_ms;
-	if (loop_timer_set(s->loop, &s->timer, end > now ? end - now : 1) < 0)
-		sniff_finish(s, HELLO_OTHER);
+	sniff_arm(s, 0);
 }
 
 static void sniff_io(struct loop *loop, int fd, uint32_t events, void *arg)
 {
 	(void)loop;
 	(void)fd;
-	(void)events;
-	sniff_look(arg);
+	sniff_look(arg, events);
 }
 
-/* No first byte in time (a client that waits for the server), or no whole hello. */
+/* A deadline (no first byte in time, no whole hello in time), or a look again. */
 static void sniff_timeout(struct loop *loop, struct loop_timer *t)
 {
-	(void)loop;
-	sniff_finish(sniff_of_timer(t), HELLO_OTHER);
+	struct sniff *s = sniff_of_timer(t);
+	uint64_t end = s->since + (s->seen > 0 ? s->hello_ms : s->wait_ms);
+
+	if (s->paused && loop_now(loop) < end) {
+		s->paused = false;
+		if (loop_set_events(loop, s->fd, SNIFF_WATCH) < 0) {
+			sniff_finish(s, HELLO_OTHER);
+			return;
+		}
+		sniff_arm(s, 0);
+		return; /* the loop reports the socket if it is readable */
+	}
+	sniff_finish(s, HELLO_OTHER);
 }
 
 int sniff_start(struct sniff *s, struct sniff **list, struct loop *loop, int fd, uint32_t wait_ms,
@@ -100,14 +137,17 @@ int sniff_start(struct sniff *s, struct sniff **list, struct loop *loop, int fd,
 {
 	int rc;
 
-	*s = (struct sniff){
-		.loop = loop, .fd = fd, .done = done, .hello_ms = hello_ms, .since = loop_now(loop)
-	};
+	*s = (struct sniff){ .loop = loop,
+		             .fd = fd,
+		             .done = done,
+		             .wait_ms = wait_ms > 0 ? wait_ms : 1,
+		             .hello_ms = hello_ms > wait_ms ? hello_ms : wait_ms,
+		             .since = loop_now(loop) };
 	loop_timer_init(&s->timer, sniff_timeout);
-	rc = loop_watch(loop, fd, LOOP_READ, sniff_io, s);
+	rc = loop_watch(loop, fd, SNIFF_WATCH, sniff_io, s);
 	if (rc < 0)
 		return rc;
-	rc = loop_timer_set(loop, &s->timer, wait_ms > 0 ? wait_ms : 1);
+	rc = loop_timer_set(loop, &s->timer, s->wait_ms);
 	if (rc < 0) {
 		loop_unwatch(loop, fd);
 		return rc;
@@ -118,6 +158,6 @@ int sniff_start(struct sniff *s, struct sniff **list, struct loop *loop, int fd,
 		(*list)->prev = s;
 	*list = s;
 	/* The client's first bytes are often in before the accept: no round of waiting. */
-	sniff_look(s);
+	sniff_look(s, 0);
 	return 0;
 }

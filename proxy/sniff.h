@@ -3,6 +3,7 @@
 #ifndef MESHLET_PROXY_SNIFF_H
 #define MESHLET_PROXY_SNIFF_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "hello.h"
@@ -31,9 +32,10 @@ struct sniff {
 	struct loop_timer timer;
 	sniff_done_fn *done;
 	uint64_t since;
-	uint32_t hello_ms;
+	uint32_t wait_ms, hello_ms;
 	uint32_t seen; /* bytes in at the last look */
 	int fd;
+	bool paused; /* not watched for a moment: it woke without a new byte */
 };
 
 /*

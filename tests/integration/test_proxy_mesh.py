@@ -17,6 +17,7 @@ do. The proxies have outbound.service_ranges set, as the webhook sets it.
 
     10.96.0.12:80   -> b:8080 (meshed)      10.96.0.13:80   -> c:8080 (unmeshed)
     10.96.0.13:7000 -> c:7000 (unmeshed: a server that waits in silence for a blank line)
+    10.96.0.12:9000 -> c:8080 (a port of the same Service that leads to no sidecar)
 
 Pods a and b hold certificates from `meshlet-ca issue --spiffe-id` (identity.mode files).
 Everything (namespaces, their iptables, processes) is made here and removed at the end;
@@ -64,7 +65,10 @@ INIT_ARGS = ["--proxy-uid", "1337", "--proxy-gid", "1337", "--inbound-port", "15
 FALLBACK_TTL = 2  # seconds: outbound.fallback_ttl of the proxies here
 SERVICE_CIDR = "10.96.0.0/12"
 SVC_B, SVC_C = "10.96.0.12", "10.96.0.13"
-SERVICES = [(SVC_B, 80, "b", 8080), (SVC_C, 80, "c", 8080), (SVC_C, 7000, "c", 7000)]
+# (SVC_B, 9000) leads to a port without a sidecar, as a Service port whose target port the
+# backends leave out of capture would.
+SERVICES = [(SVC_B, 80, "b", 8080), (SVC_C, 80, "c", 8080), (SVC_C, 7000, "c", 7000),
+            (SVC_B, 9000, "c", 8080)]
 
 # curl's exit statuses for a connection that ended without an HTTP answer
 CURL_EMPTY_REPLY, CURL_RECV_ERROR, CURL_REFUSED = 52, 56, 7
@@ -853,6 +857,61 @@ def test_service_to_strict_backend_mtls_only(mesh):
         assert got.status is None and got.no_answer, got
         assert wait_for(lambda: b.metric("meshlet_proxy_strict_refusals_total") > refusals, 5)
     finally:
+        b.restart()
+
+
+def test_service_port_without_a_sidecar_leaves_its_other_ports_alone(mesh):
+    """What is remembered of a Service is per port: one of its ports that leads to no
+    sidecar does not send its other ports in plain TCP."""
+    a = mesh.proxies["a"]
+    time.sleep(FALLBACK_TTL + 0.2)
+    n = len(a.conns())
+    got = mesh.call_url("a", f"http://{SVC_B}:9000/other-port")
+    assert got.status == 200 and got.doc["server"] == "c", got
+    assert a.wait_conn(n, listener="outbound")["mode"] == "fallback"
+    n = len(a.conns())
+    got = mesh.call_url("a", f"http://{SVC_B}/same-service")
+    assert got.status == 200 and got.doc["server"] == "b", got
+    line = a.wait_conn(n, listener="outbound")
+    assert line["mode"] == "mtls" and line["peer"] == spiffe("server"), line
+
+
+def test_service_backend_that_closes_is_not_remembered_as_plain(mesh):
+    """A meshed backend that closes on our hello (here: at its connection limit) is not
+    taken for one without a sidecar: that connection alone goes in plain TCP (which STRICT
+    refuses), and the next one tries mutual TLS again."""
+    a, b = mesh.proxies["a"], mesh.proxies["b"]
+    b.restart({"mtls": {"mode": "strict"}, "limits": {"max_connections": 1}})
+    hold = None
+    try:
+        # c holds b's only place with a connection that says nothing: on a strict port it
+        # waits for a hello, up to timeouts.handshake (3 s), then is refused.
+        hold = subprocess.Popen(
+            mesh.exec_in("c", APP_UID) + [sys.executable, "-c",
+                                          "import socket, time; s = socket.create_connection("
+                                          f"('{IPS['b']}', 8080)); time.sleep(2)"],
+            stdin=subprocess.DEVNULL, env=clean_env())
+        mesh.procs.append(hold)
+        time.sleep(0.5)
+        n, nlog = len(a.conns()), len(a.log())
+        got = mesh.call_url("a", f"http://{SVC_B}/full")
+        assert got.status is None and got.no_answer, got
+        line = a.wait_conn(n, listener="outbound")
+        assert line["mode"] == "fallback", line
+        why = [x for x in a.log()[nlog:]
+               if x.get("msg") == "no sidecar at the destination: plain TCP"]
+        assert why and "closed on the TLS hello" in why[0]["why"], a.log()[nlog:]
+        assert why[0]["remembered_ms"] == 0, why
+        hold.wait(timeout=10)
+        time.sleep(0.5)
+        n = len(a.conns())
+        got = mesh.call_url("a", f"http://{SVC_B}/again")
+        assert got.status == 200 and got.doc["path"] == "/again", got
+        line = a.wait_conn(n, listener="outbound")
+        assert line["mode"] == "mtls" and line["peer"] == spiffe("server"), line
+    finally:
+        if hold is not None and hold.poll() is None:
+            hold.kill()
         b.restart()
 
 
