@@ -515,6 +515,14 @@ static void relay_deadlines(struct relay *r)
 static void relay_upstream_failed(struct relay *r, int err);
 static bool relay_probe_failed(struct relay *r, int err, const char *reason);
 
+/* Whether a probed upstream's deadline comes before the handshake timeout (0: none). */
+static bool relay_probe_first(const struct relay *r)
+{
+	uint32_t hs = r->cfg->handshake_timeout_ms;
+
+	return (r->flags & F_PROBE) && (hs == 0 || r->probe_ms < hs);
+}
+
 static void relay_timeout(struct loop *loop, struct loop_timer *t)
 {
 	struct relay *r = container_of(t, struct relay, timer);
@@ -535,10 +543,11 @@ static void relay_timeout(struct loop *loop, struct loop_timer *t)
 		 * A probed peer that agreed to an application protocol is a TLS server, not an
 		 * application in silence: the rest of the handshake timeout is its.
 		 */
-		if ((r->flags & F_PROBE) && relay_alpn_agreed(r->up.ssl) &&
-		    r->probe_ms < r->cfg->handshake_timeout_ms) {
+		if (relay_probe_first(r) && relay_alpn_agreed(r->up.ssl)) {
+			uint32_t hs = r->cfg->handshake_timeout_ms;
+
 			r->flags &= (uint16_t)~F_PROBE;
-			relay_arm(r, r->cfg->handshake_timeout_ms - r->probe_ms);
+			relay_arm(r, hs == 0 ? 0 : hs - r->probe_ms);
 			return;
 		}
 		if (relay_probe_failed(r, -ETIMEDOUT, "handshake")) {
@@ -837,9 +846,7 @@ static void relay_connected(struct relay *r)
 	if (r->up.ssl != NULL) {
 		r->state = R_UP_HS;
 		r->up.flags |= H_RD_READY | H_WR_READY;
-		relay_arm(r, (r->flags & F_PROBE) && r->probe_ms < r->cfg->handshake_timeout_ms
-		                 ? r->probe_ms
-		                 : r->cfg->handshake_timeout_ms);
+		relay_arm(r, relay_probe_first(r) ? r->probe_ms : r->cfg->handshake_timeout_ms);
 	} else {
 		relay_enter_relay(r);
 	}
@@ -1100,7 +1107,7 @@ int relay_use_tunnel(struct relay *r, const struct sockaddr *addr, socklen_t len
 
 int relay_probe_upstream(struct relay *r, uint32_t timeout_ms)
 {
-	if (!(r->flags & F_UPSTREAM_SET) || r->up.ssl == NULL || r->up.fd >= 0)
+	if (!(r->flags & F_UPSTREAM_SET) || r->up.ssl == NULL || r->up.fd >= 0 || timeout_ms == 0)
 		return -EINVAL;
 	r->flags |= F_PROBE;
 	r->probe_ms = timeout_ms;

@@ -217,9 +217,9 @@ struct relay_config {
 	/*
 	 * The handshake with an upstream marked by relay_probe_upstream failed (err: -EPROTO
 	 * for an answer that is not our TLS, -ECONNRESET or another -errno for a peer that
-	 * closed) or got no answer in time (-ETIMEDOUT), before any byte was relayed. relay_ssl(r, RELAY_UP) is
-	 * still the failed TLS connection (how far did it get?), its socket closed. As with
-	 * on_upstream_failed, relay_set_upstream and 0 try another target; a negative code
+	 * closed) or got no answer in time (-ETIMEDOUT), before any byte was relayed. relay_ssl(r,
+	 * RELAY_UP) is still the failed TLS connection (how far did it get?), its socket closed. As
+	 * with on_upstream_failed, relay_set_upstream and 0 try another target; a negative code
 	 * ends the relay with RELAY_HANDSHAKE_FAILED (RELAY_TIMEOUT for -ETIMEDOUT). NULL:
 	 * the failure stands.
 	 */
@@ -263,7 +263,7 @@ int relay_set_upstream(struct relay *r, const struct sockaddr *addr, socklen_t l
  * A peer that agreed to an application protocol (ALPN) by then is a TLS server: it gets
  * the rest of the handshake timeout, and its failures stand, as any upstream's.
  * Call after relay_set_upstream (a later relay_set_upstream undoes it). Returns 0, or
- * -EINVAL when no TLS upstream is set.
+ * -EINVAL when no TLS upstream is set or timeout_ms is 0.
  */
 int relay_probe_upstream(struct relay *r, uint32_t timeout_ms);
 

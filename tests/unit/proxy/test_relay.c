@@ -509,6 +509,7 @@ struct proxy {
 	int probe_err;         /* its err, the last time */
 	uint64_t probe_at_ms;  /* now_ms() then */
 	bool probe_saw_ssl;    /* relay_ssl(r, RELAY_UP) was set then */
+	size_t probe_buffered; /* relay_buffered then: the client's early bytes */
 	int probe_saw_fd;      /* relay_fd(r, RELAY_UP) then */
 	struct relay **open;
 	size_t nopen;
@@ -567,6 +568,7 @@ static int on_probe_failed(struct relay *r, int err)
 	p->probe_at_ms = now_ms();
 	p->probe_saw_ssl = relay_ssl(r, RELAY_UP) != NULL;
 	p->probe_saw_fd = relay_fd(r, RELAY_UP);
+	p->probe_buffered = relay_buffered(r);
 	retry = p->has_probe_fallback;
 	pthread_mutex_unlock(&p->mu);
 	if (!retry)
@@ -1994,6 +1996,424 @@ static void test_bad_preamble(void **state)
 	proxy_free(p);
 }
 
+/* Probed upstreams (relay_probe_upstream): a Service's backend that may have no sidecar */
+
+/*
+ * Plays a plain server that closes on the TLS hello: accepts one connection on lfd and,
+ * once the hello came, closes it with a FIN (having read the hello) or with a reset.
+ */
+static void close_on_hello(int lfd, bool rst)
+{
+	struct pollfd pf = { .fd = lfd, .events = POLLIN };
+	char buf[4096];
+	int c;
+
+	assert_int_equal(poll(&pf, 1, IO_TIMEOUT_SEC * 1000), 1);
+	c = accept(lfd, NULL, NULL);
+	assert_true(c >= 0);
+	pf = (struct pollfd){ .fd = c, .events = POLLIN };
+	assert_int_equal(poll(&pf, 1, IO_TIMEOUT_SEC * 1000), 1);
+	if (rst) {
+		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+		assert_int_equal(setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+	} else {
+		assert_true(read(c, buf, sizeof(buf)) > 0);
+	}
+	close(c);
+}
+
+/*
+ * A plain echo server behind a probed TLS upstream answers the hello with the hello: the
+ * probe fails, the hook goes plain to the same server, and what the client sent at once
+ * (it waited in the relay through the failed handshake) arrives whole, without the
+ * preamble meant for a proxy, and its answer comes back.
+ */
+static void test_probe_plain(void **state)
+{
+	struct srv *s = srv_start(SRV_ECHO, 0);
+	struct proxy *p = proxy_new(s->port);
+	int fd;
+
+	(void)state;
+	p->up_tls = pki.cli_ctx;
+	p->preamble_port = 8080;
+	p->probe = true;
+	p->probe_ms = 3000;
+	p->probe_fallback = loopback(s->port);
+	p->has_probe_fallback = true;
+	proxy_run(p);
+
+	/* A request and the end of it, before the upstream has even answered. */
+	fd = client_connect(p->port);
+	write_all(fd, NULL, HTTP_GET, strlen(HTTP_GET));
+	assert_int_equal(shutdown(fd, SHUT_WR), 0);
+	read_expect(fd, HTTP_GET);
+	assert_true(closed_within(fd, 5000));
+	close(fd);
+	proxy_wait_closed(p, 1, 5000);
+	assert_result(&p->closed[0], RELAY_OK);
+	assert_int_equal(p->probe_rc, 0);
+	assert_int_equal(p->probe_calls, 1);
+	assert_int_equal(p->probe_err, -EPROTO);
+	assert_true(p->probe_saw_ssl); /* the failed TLS connection, for the hook to look at */
+	assert_int_equal(p->probe_saw_fd, -1);
+	assert_int_equal(p->nfailed, 0);
+	assert_int_equal(p->hs_calls[RELAY_UP], 0);
+	assert_int_equal(p->closed[0].side, RELAY_DOWN);
+	assert_int_equal(p->closed[0].bytes_up, strlen(HTTP_GET));
+	assert_int_equal(p->closed[0].bytes_down, strlen(HTTP_GET));
+	assert_string_equal(p->closed[0].up_id, "");
+
+	/* More than the relay holds before it relays, from the first moment on. */
+	fd = client_connect(p->port);
+	duplex_check(fd, NULL, MIB + 7, true, 0);
+	close(fd);
+	proxy_wait_closed(p, 2, 5000);
+	assert_result(&p->closed[1], RELAY_OK);
+	assert_int_equal(p->probe_calls, 2);
+	assert_int_equal(p->probe_err, -EPROTO);
+	assert_int_equal(p->closed[1].bytes_up, MIB + 7);
+	assert_int_equal(p->closed[1].bytes_down, MIB + 7);
+	proxy_free(p);
+	srv_stop(s);
+}
+
+/*
+ * A plain server that closes on the hello, with a FIN or a reset: the probe fails too, and
+ * the hook's target (another port) gets the client's early bytes.
+ */
+static void test_probe_closed(void **state)
+{
+	struct srv *echo = srv_start(SRV_ECHO, 0);
+
+	(void)state;
+	for (int rst = 0; rst < 2; rst++) {
+		int port, lfd = listen_loopback(16, &port), fd;
+		struct proxy *p = proxy_new(port);
+
+		p->up_tls = pki.cli_ctx;
+		p->probe = true;
+		p->probe_ms = 3000;
+		p->probe_fallback = loopback(echo->port);
+		p->has_probe_fallback = true;
+		proxy_run(p);
+		fd = client_connect(p->port);
+		write_all(fd, NULL, "early bytes", 11);
+		close_on_hello(lfd, rst);
+		read_expect(fd, "early bytes");
+		ping(fd, "and more");
+		close(fd);
+		proxy_wait_closed(p, 1, 5000);
+		assert_result(&p->closed[0], RELAY_OK);
+		assert_int_equal(p->probe_calls, 1);
+		/* Either way a peer that closed, though OpenSSL 3 calls a FIN a TLS error. */
+		assert_int_equal(p->probe_err, -ECONNRESET);
+		assert_int_equal(p->closed[0].bytes_up, 11 + 8);
+		proxy_free(p);
+		close(lfd);
+	}
+	srv_stop(echo);
+}
+
+/*
+ * A backend that reads the hello and says nothing: the probe ends after probe_ms, well
+ * before the handshake timeout, with -ETIMEDOUT, and the hook's plain target (another
+ * server) gets the bytes that waited in the relay meanwhile.
+ */
+static void test_probe_silent(void **state)
+{
+	struct srv *silent = srv_start(SRV_HTTP, 0), *echo = srv_start(SRV_ECHO, 0);
+	struct proxy *p = proxy_new(silent->port);
+	uint64_t t0, took;
+	int fd;
+
+	(void)state;
+	p->up_tls = pki.cli_ctx;
+	p->cfg.handshake_timeout_ms = 10000;
+	p->probe = true;
+	p->probe_ms = 200;
+	p->probe_fallback = loopback(echo->port);
+	p->has_probe_fallback = true;
+	proxy_run(p);
+	t0 = now_ms();
+	fd = client_connect(p->port);
+	write_all(fd, NULL, "early bytes", 11);
+	read_expect(fd, "early bytes");
+	ping(fd, "and more");
+	close(fd);
+	proxy_wait_closed(p, 1, 5000);
+	assert_result(&p->closed[0], RELAY_OK);
+	assert_int_equal(p->probe_calls, 1);
+	assert_int_equal(p->probe_err, -ETIMEDOUT);
+	assert_true(p->probe_saw_ssl);
+	assert_int_equal(p->probe_buffered, 11);
+	took = p->probe_at_ms - t0;
+	if (took < 150 || took > 4000)
+		fail_msg("the probe failed after %llu ms, want about 200",
+		         (unsigned long long)took);
+	assert_int_equal(p->nfailed, 0);
+	assert_int_equal(p->closed[0].bytes_up, 11 + 8);
+	assert_int_equal(p->closed[0].bytes_down, 11 + 8);
+	proxy_free(p);
+	srv_stop(silent);
+	srv_stop(echo);
+}
+
+/*
+ * The hook declines (or there is none): the failure stands, as handshake_failed, or as a
+ * timeout after the probe's time for a silent backend, and the client is closed.
+ */
+static void test_probe_declined(void **state)
+{
+	struct srv *echo = srv_start(SRV_ECHO, 0), *silent = srv_start(SRV_HTTP, 0);
+	struct proxy *p = proxy_new(echo->port);
+	uint64_t t0, took;
+	int fd;
+
+	(void)state;
+	p->up_tls = pki.cli_ctx;
+	p->probe = true;
+	p->probe_ms = 3000;
+	proxy_run(p);
+	fd = client_connect(p->port);
+	write_all(fd, NULL, "early bytes", 11);
+	assert_true(closed_within(fd, 5000));
+	close(fd);
+	proxy_wait_closed(p, 1, 5000);
+	assert_result(&p->closed[0], RELAY_HANDSHAKE_FAILED);
+	assert_int_equal(p->closed[0].side, RELAY_UP);
+	assert_int_equal(p->closed[0].error, -EPROTO);
+	assert_true(p->closed[0].reason[0] != '\0');
+	assert_int_equal(p->closed[0].bytes_up, 0);
+	assert_int_equal(p->probe_calls, 1);
+	assert_int_equal(p->probe_err, -EPROTO);
+	proxy_free(p);
+
+	for (int hook = 1; hook >= 0; hook--) {
+		p = proxy_new(silent->port);
+		p->up_tls = pki.cli_ctx;
+		p->cfg.handshake_timeout_ms = 10000;
+		if (!hook)
+			p->cfg.on_probe_failed = NULL;
+		p->probe = true;
+		p->probe_ms = 200;
+		proxy_run(p);
+		t0 = now_ms();
+		fd = client_connect(p->port);
+		assert_true(closed_within(fd, 8000));
+		took = now_ms() - t0;
+		close(fd);
+		if (took < 150 || took > 4000)
+			fail_msg("closed after %llu ms, want about 200", (unsigned long long)took);
+		proxy_wait_closed(p, 1, 5000);
+		assert_result(&p->closed[0], RELAY_TIMEOUT);
+		assert_int_equal(p->closed[0].side, RELAY_UP);
+		assert_int_equal(p->closed[0].error, -ETIMEDOUT);
+		assert_string_equal(p->closed[0].reason, "handshake");
+		assert_int_equal(p->probe_calls, hook);
+		if (hook)
+			assert_int_equal(p->probe_err, -ETIMEDOUT);
+		proxy_free(p);
+	}
+	srv_stop(echo);
+	srv_stop(silent);
+}
+
+/*
+ * A TLS server that the client context trusts: the probe's handshake succeeds, the hook is
+ * never called, and the probe's time does not limit the connection after it.
+ */
+static void test_probe_tls_server(void **state)
+{
+	struct tls_srv *t = tls_srv_start(pki.srv_ctx);
+	struct proxy *p = proxy_new(t->port);
+	int fd;
+
+	(void)state;
+	p->up_tls = pki.cli_ctx;
+	p->preamble_port = 4321;
+	p->probe = true;
+	p->probe_ms = 1000;
+	proxy_run(p);
+	fd = client_connect(p->port);
+	ping(fd, "first");
+	usleep(1300 * 1000);
+	ping(fd, "after the probe's time");
+	close(fd);
+	tls_srv_join(t);
+	proxy_wait_closed(p, 1, 5000);
+	assert_result(&p->closed[0], RELAY_OK);
+	assert_int_equal(p->probe_rc, 0);
+	assert_int_equal(p->probe_calls, 0);
+	assert_int_equal(p->hs_calls[RELAY_UP], 1);
+	assert_string_equal(p->closed[0].up_id, SERVER_ID);
+	assert_int_equal(t->pre.port, 4321);
+	assert_int_equal(t->echoed, strlen("first") + strlen("after the probe's time"));
+	proxy_free(p);
+	free(t);
+}
+
+/*
+ * Not probed (never, or undone by a later relay_set_upstream): a failed or silent handshake
+ * ends the relay as before, and on_probe_failed is not called.
+ */
+static void test_probe_not_probed(void **state)
+{
+	struct srv *echo = srv_start(SRV_ECHO, 0), *silent = srv_start(SRV_HTTP, 0);
+	struct proxy *p;
+	uint64_t t0, took;
+	int fd;
+
+	(void)state;
+	for (int undo = 0; undo < 2; undo++) {
+		p = proxy_new(echo->port);
+		p->up_tls = pki.cli_ctx;
+		p->probe = undo;
+		p->probe_ms = 3000;
+		p->probe_undo = undo;
+		p->probe_fallback = loopback(echo->port);
+		p->has_probe_fallback = true;
+		proxy_run(p);
+		fd = client_connect(p->port);
+		write_all(fd, NULL, "early bytes", 11);
+		assert_true(closed_within(fd, 5000));
+		close(fd);
+		proxy_wait_closed(p, 1, 5000);
+		assert_result(&p->closed[0], RELAY_HANDSHAKE_FAILED);
+		assert_int_equal(p->closed[0].side, RELAY_UP);
+		assert_int_equal(p->probe_rc, 0);
+		assert_int_equal(p->probe_calls, 0);
+		assert_int_equal(p->nfailed, 0);
+		proxy_free(p);
+	}
+
+	/* Silent: the handshake timeout, not a probe. */
+	p = proxy_new(silent->port);
+	p->up_tls = pki.cli_ctx;
+	p->cfg.handshake_timeout_ms = 500;
+	p->probe_fallback = loopback(echo->port);
+	p->has_probe_fallback = true;
+	proxy_run(p);
+	t0 = now_ms();
+	fd = client_connect(p->port);
+	assert_true(closed_within(fd, 8000));
+	took = now_ms() - t0;
+	close(fd);
+	if (took < 400)
+		fail_msg("closed after %llu ms, want about 500", (unsigned long long)took);
+	proxy_wait_closed(p, 1, 5000);
+	assert_result(&p->closed[0], RELAY_TIMEOUT);
+	assert_int_equal(p->closed[0].side, RELAY_UP);
+	assert_string_equal(p->closed[0].reason, "handshake");
+	assert_int_equal(p->probe_calls, 0);
+	proxy_free(p);
+	srv_stop(echo);
+	srv_stop(silent);
+}
+
+/* A server's choice of the first (only) protocol that the client offers. */
+static int alpn_first(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                      const unsigned char *in, unsigned int inlen, void *arg)
+{
+	(void)ssl;
+	(void)arg;
+	if (inlen < 2 || in[0] == 0 || in[0] > inlen - 1)
+		return SSL_TLSEXT_ERR_NOACK;
+	*out = in + 1;
+	*outlen = in[0];
+	return SSL_TLSEXT_ERR_OK;
+}
+
+/*
+ * A TLS server whose certificate the client refuses: one that agreed to no application
+ * protocol may be an application's own TLS (the hook is called, with -EPROTO); one that
+ * agreed to ours (ALPN) is a TLS server of ours, and its failure stands without the hook.
+ */
+static void test_probe_alpn(void **state)
+{
+	static const unsigned char proto[] = "\x09meshlet/x";
+	SSL_CTX *bad = make_ctx(true, pki.evil, pki.evil_key);
+	SSL_CTX *alpn_ctx = make_ctx(false, pki.client, pki.client_key);
+
+	(void)state;
+	SSL_CTX_set_alpn_select_cb(bad, alpn_first, NULL);
+	assert_int_equal(SSL_CTX_set_alpn_protos(alpn_ctx, proto, sizeof(proto) - 1), 0);
+	for (int alpn = 0; alpn < 2; alpn++) {
+		struct tls_srv *t = tls_srv_start(bad);
+		struct proxy *p = proxy_new(t->port);
+		int fd;
+
+		p->up_tls = alpn ? alpn_ctx : pki.cli_ctx;
+		p->probe = true;
+		p->probe_ms = 3000;
+		proxy_run(p);
+		fd = client_connect(p->port);
+		assert_true(closed_within(fd, 5000));
+		close(fd);
+		tls_srv_join(t);
+		free(t);
+		proxy_wait_closed(p, 1, 5000);
+		assert_result(&p->closed[0], RELAY_HANDSHAKE_FAILED);
+		assert_int_equal(p->closed[0].side, RELAY_UP);
+		assert_int_equal(p->closed[0].error, -EPROTO);
+		assert_int_equal(p->probe_calls, !alpn);
+		if (!alpn)
+			assert_int_equal(p->probe_err, -EPROTO);
+		proxy_free(p);
+	}
+	SSL_CTX_free(alpn_ctx);
+	SSL_CTX_free(bad);
+}
+
+/* Only a TLS upstream can be probed. */
+static void test_probe_api(void **state)
+{
+	struct relay_config cfg = { .on_close = api_on_close };
+	struct sockaddr_in sin = loopback(9);
+	struct srv *s = srv_start(SRV_ECHO, 0);
+	struct loop *loop;
+	struct proxy *p;
+	struct relay *r;
+	int sv[2], err = 0, fd;
+
+	(void)state;
+	loop = loop_new(&err);
+	assert_non_null(loop);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	r = relay_new(loop, &cfg, sv[0], NULL, NULL, 0, NULL, &err);
+	assert_non_null(r);
+	assert_int_equal(relay_probe_upstream(r, 100), -EINVAL); /* no upstream */
+	assert_int_equal(relay_set_upstream(r, (struct sockaddr *)&sin, sizeof(sin), NULL, NULL),
+	                 0);
+	assert_int_equal(relay_probe_upstream(r, 100), -EINVAL); /* plain */
+	assert_int_equal(
+	    relay_set_upstream(r, (struct sockaddr *)&sin, sizeof(sin), pki.cli_ctx, NULL), 0);
+	assert_int_equal(relay_probe_upstream(r, 0), -EINVAL); /* no deadline: not a probe */
+	assert_int_equal(relay_probe_upstream(r, 100), 0);
+	assert_int_equal(relay_set_upstream(r, (struct sockaddr *)&sin, sizeof(sin), NULL, NULL),
+	                 0);
+	assert_int_equal(relay_probe_upstream(r, 100), -EINVAL); /* plain again */
+	relay_close(r, RELAY_CLOSED);
+	close(sv[1]);
+	loop_free(loop);
+
+	/* A plain upstream that the proxy tried to probe just works, without a hook call. */
+	p = proxy_new(s->port);
+	p->probe = true;
+	p->probe_ms = 100;
+	proxy_run(p);
+	fd = client_connect(p->port);
+	ping(fd, "plain");
+	close(fd);
+	proxy_wait_closed(p, 1, 5000);
+	assert_result(&p->closed[0], RELAY_OK);
+	assert_int_equal(p->probe_rc, -EINVAL);
+	assert_int_equal(p->probe_calls, 0);
+	proxy_free(p);
+	srv_stop(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2019,6 +2439,14 @@ int main(void)
 		cmocka_unit_test(test_upstream_handshake_failure),
 		cmocka_unit_test(test_deny),
 		cmocka_unit_test(test_bad_preamble),
+		cmocka_unit_test(test_probe_plain),
+		cmocka_unit_test(test_probe_closed),
+		cmocka_unit_test(test_probe_silent),
+		cmocka_unit_test(test_probe_declined),
+		cmocka_unit_test(test_probe_tls_server),
+		cmocka_unit_test(test_probe_not_probed),
+		cmocka_unit_test(test_probe_alpn),
+		cmocka_unit_test(test_probe_api),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
