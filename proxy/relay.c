@@ -1099,6 +1099,7 @@ int relay_use_tunnel(struct relay *r, const struct sockaddr *addr, socklen_t len
 	r->up.ssl = t->ssl;
 	r->up.peer_id = t->peer_id;
 	r->not_after = t->not_after;
+	r->streams = t->streams;
 	r->up.flags = H_FRAMED;
 	r->flags |= F_REUSED;
 	free(t);
@@ -1130,6 +1131,7 @@ struct relay_tunnel *relay_take_tunnel(struct relay *r)
 	t->peer_id = u->peer_id;
 	t->not_after = r->not_after;
 	t->idle_since = r->end_out_ms;
+	t->streams = r->streams + 1;
 	u->fd = -1;
 	u->ssl = NULL;
 	u->peer_id = NULL;

@@ -304,6 +304,7 @@ struct relay_tunnel {
 	int64_t not_after;   /* the earlier notAfter of both certificates, Unix seconds */
 	uint64_t idle_since; /* loop_now when our end of the last stream was written: the
 	                      * server's keep time starts later, once it has read it */
+	uint32_t streams;    /* the streams it carried */
 };
 
 /*

@@ -122,6 +122,7 @@ struct relay {
 	uint32_t probe_ms;   /* with F_PROBE: the time the upstream has to answer the hello */
 	struct preamble pre; /* with F_HAS_PRE: sent once the upstream is ready */
 	int64_t not_after;   /* the framed side's: the earlier notAfter of both certificates */
+	uint32_t streams;    /* a kept tunnel's (client side): the streams before this one */
 	uint64_t end_out_ms; /* framed: when this side's END (or RESET) was all written */
 	/* With F_ABORT: how the stream ended, for on_close once the tunnel is through. */
 	const char *abort_reason;

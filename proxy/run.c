@@ -701,9 +701,16 @@ static void run_on_close(struct relay *r, const struct relay_stats *st)
 			run_idle_link(c);
 			return;
 		}
-		if ((c->kind == RUN_OUTBOUND && !c->service) || c->kind == RUN_ORIGINATE)
-			pool_put(w->pool, (const struct sockaddr *)&st->dst, c->st,
-			         relay_take_tunnel(r));
+		if (c->kind == RUN_OUTBOUND || c->kind == RUN_ORIGINATE) {
+			struct relay_tunnel *t = relay_take_tunnel(r);
+
+			/* A Service's: kube-proxy balances TLS connections, so each carries few. */
+			if (t != NULL && c->service &&
+			    t->streams >= (uint64_t)w->run->cfg.service_streams)
+				relay_tunnel_close(t);
+			else
+				pool_put(w->pool, (const struct sockaddr *)&st->dst, c->st, t);
+		}
 	}
 	/* A kept tunnel that ends with part of a preamble in is still on the idle list. */
 	run_idle_unlink(c);
@@ -712,10 +719,11 @@ static void run_on_close(struct relay *r, const struct relay_stats *st)
 
 /*
  * A mutual TLS upstream for r: a kept tunnel to it when the pool has one (protocol 2, no
- * handshake), else a new TLS connection that resumes the session kept for it.
+ * handshake), else a new TLS connection that resumes the session kept for it, probed
+ * for probe_ms when not 0 (relay_probe_upstream).
  */
 static int run_upstream(struct relay *r, struct run_conn *c, const struct sockaddr_storage *up,
-                        SSL_CTX *ctx, const struct preamble *pre)
+                        SSL_CTX *ctx, const struct preamble *pre, uint32_t probe_ms)
 {
 	struct relay_tunnel *t = pool_take(c->w->pool, (const struct sockaddr *)up, c->st, ctx);
 	int err;
@@ -727,6 +735,8 @@ static int run_upstream(struct relay *r, struct run_conn *c, const struct sockad
 		return err;
 	}
 	err = relay_set_upstream(r, (const struct sockaddr *)up, run_len(up), ctx, pre);
+	if (err == 0 && probe_ms > 0)
+		err = relay_probe_upstream(r, probe_ms);
 	if (err == 0)
 		run_resume(r, c, up);
 	return err;
@@ -831,27 +841,26 @@ static void run_start(struct run_listen *ls, int fd, const struct sockaddr *peer
 				up = creds_client_ctx(run->creds);
 		}
 		if (up != NULL && svc) {
-			/* A Service: mutual TLS on its own port, to whichever backend kube-proxy
-			 * picks, which may have no sidecar (run_on_probe_failed). */
+			/*
+			 * A Service: mutual TLS on its own port, to whichever backend kube-proxy
+			 * picks, which may have no sidecar (run_on_probe_failed); or a kept TLS
+			 * connection that has carried fewer than tunnel.service_streams (never
+			 * with 0: one TLS connection each, meshlet/1).
+			 */
 			c->mtls = true;
 			c->service = true;
 			preamble_from_sockaddr(&pre, (struct sockaddr *)&dst);
-			err =
-			    relay_set_upstream(r, (struct sockaddr *)&dst, run_len(&dst), up, &pre);
-			if (err == 0 &&
+			err = run_upstream(r, c, &dst, up, &pre,
+			                   (uint32_t)run->cfg.service_probe_timeout);
+			if (err == 0 && run->cfg.service_streams == 0 &&
 			    SSL_set_alpn_protos(relay_ssl(r, RELAY_UP), run_alpn_service,
 			                        sizeof(run_alpn_service) - 1) != 0)
 				err = -ENOMEM;
-			if (err == 0)
-				err = relay_probe_upstream(
-				    r, (uint32_t)run->cfg.service_probe_timeout);
-			if (err == 0)
-				run_resume(r, c, &dst);
 		} else if (up != NULL) {
 			c->mtls = true;
 			preamble_from_sockaddr(&pre, (struct sockaddr *)&dst);
 			run_set_port(&dst, (uint16_t)run->cfg.port_tunnel);
-			err = run_upstream(r, c, &dst, up, &pre);
+			err = run_upstream(r, c, &dst, up, &pre, 0);
 		} else {
 			err = relay_set_upstream(r, (struct sockaddr *)&dst, run_len(&dst), NULL,
 			                         NULL);
@@ -870,7 +879,7 @@ static void run_start(struct run_listen *ls, int fd, const struct sockaddr *peer
 		if (up == NULL)
 			goto close;
 		c->mtls = true;
-		err = run_upstream(r, c, &c->st->upstream, up, NULL);
+		err = run_upstream(r, c, &c->st->upstream, up, NULL, 0);
 		break;
 	case RUN_TERMINATE:
 		err = relay_set_upstream(r, (const struct sockaddr *)&c->st->upstream,

@@ -157,6 +157,11 @@ static const struct config_key settings_keys[] = {
 	            "keep mutual TLS connections between proxies and start later connections "
 	            "on them (tunnel protocol 2: no handshake per connection); false: one TLS "
 	            "connection per proxied connection (protocol 1)"),
+	CONFIG_INT("tunnel.service_streams", S, service_streams, 0, 1000000, "100",
+	           "at most this many connections to a Service start on one kept TLS "
+	           "connection: kube-proxy balances TLS connections across the Service's "
+	           "backends, and this bounds how many of a client's connections in a row go to "
+	           "the same one; 0: a TLS connection each (meshlet/1)"),
 	CONFIG_DURATION("timeouts.drain", S, drain_timeout, 0, CONFIG_MINUTES(10), "30s",
 	                "after SIGTERM, how long open connections may finish"),
 	CONFIG_BOOL("access_log", S, access_log, "false",

@@ -37,6 +37,7 @@ struct settings {
 	int64_t svid_ttl;
 	bool capture;
 	bool tunnel_reuse;
+	int64_t service_streams;
 	struct config_strlist static_listeners;
 	char *mesh_ranges;
 	char *mtls_required_ranges;

@@ -782,11 +782,43 @@ def test_service_to_meshed_backend_is_mutual_tls_on_the_service_port(mesh):
     assert not [x for x in segs if 15008 in (x.sport, x.dport)], segs
     up = b"".join(x.payload for x in segs if x.src == IPS["a"] and x.dport == 8080)
     down = b"".join(x.payload for x in segs if x.dst == IPS["a"] and x.sport == 8080)
+    # The first call to the Service: a new TLS connection, whose hello offers our protocols.
     kinds_up = tls_records(up)
     assert kinds_up[0] == 0x16 and up[5] == 1, up[:16]
-    # One TLS connection per connection to a Service (kube-proxy balances each).
-    assert b"meshlet/1" in up and b"meshlet/2" not in up, up[:300]
+    assert ALPN in up and b"meshlet/1" in up, up[:300]
     assert 0x17 in kinds_up and 0x17 in tls_records(down)
+
+
+def test_service_connections_share_kept_tls_connections_up_to_service_streams(mesh):
+    """A kept TLS connection to a Service carries at most tunnel.service_streams of the
+    application's connections, so that kube-proxy, which balances TLS connections, still
+    spreads a client's connections over the backends; 0 makes one TLS connection each."""
+    a, b = mesh.proxies["a"], mesh.proxies["b"]
+    a.restart({"tunnel": {"service_streams": 3}})
+    try:
+        n, nb = len(a.conns()), len(b.conns())
+        for i in range(5):
+            got = mesh.call_url("a", f"http://{SVC_B}/kept-{i}")
+            assert got.status == 200 and got.doc["path"] == f"/kept-{i}", got
+            a.wait_conn(n + i, listener="outbound", destination=f"{SVC_B}:80")
+        lines = a.conns()[n:n + 5]
+        assert [x["reused"] for x in lines] == [False, True, True, False, True], lines
+        assert all(x["mode"] == "mtls" and x["peer"] == spiffe("server") for x in lines), lines
+        # b served each as a stream of its own, with the client's identity.
+        assert wait_for(lambda: len([x for x in b.conns()[nb:] if x["listener"] == "inbound"]) == 5)
+        served = [x for x in b.conns()[nb:] if x["listener"] == "inbound"]
+        assert all(x["mode"] == "mtls" and x["peer"] == spiffe("client") for x in served), served
+        assert [x["reused"] for x in served] == [False, True, True, False, True], served
+
+        a.restart({"tunnel": {"service_streams": 0}})
+        n = len(a.conns())
+        for i in range(2):
+            got = mesh.call_url("a", f"http://{SVC_B}/each-{i}")
+            assert got.status == 200, got
+            a.wait_conn(n + i, listener="outbound", destination=f"{SVC_B}:80")
+        assert [x["reused"] for x in a.conns()[n:n + 2]] == [False, False]
+    finally:
+        a.restart()
 
 
 def test_service_to_unmeshed_backend_falls_back_to_plain_tcp(mesh):
