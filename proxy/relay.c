@@ -87,6 +87,7 @@ static void relay_free_task(struct loop *loop, struct loop_task *t)
 
 	(void)loop;
 	relay_http_free(r);
+	relay_replay_drop(r);
 	free(r);
 }
 
@@ -201,6 +202,13 @@ void relay_abort(struct relay *r, enum relay_result result, enum relay_side side
 	loop_queue(r->loop, &r->task, relay_advance_task);
 }
 
+/* Whether a framed side ends in the middle of a stream (not idle, not both ENDs through). */
+static bool relay_mid_stream(const struct relay_half *h, bool idle)
+{
+	return relay_framed(h) && !idle &&
+	       (h->flags & (H_END_IN | H_WR_SHUT)) != (H_END_IN | H_WR_SHUT);
+}
+
 /*
  * Ends the relay, once: on_close with the stats, then both sockets are closed and the
  * memory is freed after the loop's round. A reset is passed on as a reset.
@@ -268,11 +276,73 @@ void relay_end(struct relay *r, enum relay_result result, enum relay_side side, 
 		relay_recycle(r);
 		return;
 	}
-	/* A stream that was reset in the tunnel (RESET frames) leaves a sound tunnel. */
-	half_release(r, &r->down, result == RELAY_RESET && !reusable);
-	half_release(r, &r->up, result == RELAY_RESET && !reusable);
+	/*
+	 * A stream that was reset in the tunnel (RESET frames) leaves a sound tunnel. A tunnel
+	 * closes with close_notify only between streams (idle, or its stream complete both
+	 * ways): in the middle of one it is reset, so that a close_notify always tells the
+	 * peer that a stream it started after our last one was not taken (relay_restart).
+	 */
+	half_release(r, &r->down,
+	             (result == RELAY_RESET && !reusable) || relay_mid_stream(&r->down, idle_end));
+	half_release(r, &r->up,
+	             (result == RELAY_RESET && !reusable) || relay_mid_stream(&r->up, false));
 	/* Events already fetched for our fds are dropped by the loop; the memory goes later. */
 	loop_queue(r->loop, &r->task, relay_free_task);
+}
+
+void relay_replay_drop(struct relay *r)
+{
+	free(r->replay);
+	r->replay = NULL;
+	r->replay_len = 0;
+	r->flags &= (uint16_t)~F_REPLAY;
+}
+
+/*
+ * The peer closes a kept tunnel (close_notify) only between streams, before it reads the
+ * next preamble: one that did so before a byte of our stream came back did not take the
+ * stream, and nothing of it reached its application. So the stream starts again, as it
+ * was, on a new connection that on_upstream_failed (ERR_RELAY_STALE) sets: the client's
+ * bytes sent on the old tunnel (kept while no answer came) go first again, then those
+ * not sent yet; the preamble is made anew. A stream with more than a buffer of them, or
+ * that something else already touched (an abort), is not restarted.
+ */
+bool relay_restart(struct relay *r)
+{
+	struct relay_half *d = &r->down;
+	uint32_t pend = d->buf != NULL ? d->end - d->start - r->pre_len : 0;
+	char *buf;
+	int rc;
+
+	if (!(r->flags & F_REPLAY) || (r->flags & (F_ABORT | F_SPENT)) || r->http != NULL ||
+	    r->cfg->on_upstream_failed == NULL || r->attempts >= RELAY_MAX_ATTEMPTS ||
+	    r->replay_len + pend > RELAY_EARLY_LIMIT || (buf = loop_buf_get(r->loop)) == NULL)
+		return false;
+	if (r->replay_len > 0)
+		memcpy(buf, r->replay, r->replay_len);
+	if (pend > 0)
+		memcpy(buf + r->replay_len, d->buf + d->start + r->pre_len, pend);
+	loop_buf_put(r->loop, d->buf);
+	d->buf = buf;
+	d->start = d->gate = 0;
+	d->end = r->replay_len + pend;
+	relay_pump_drop_buf(r, d);
+	relay_replay_drop(r);
+	r->pre_len = 0;
+	half_release(r, &r->up, false);
+	memset(&r->up, 0, sizeof(r->up));
+	r->up.fd = -1;
+	r->flags &= (uint16_t) ~(F_REUSED | F_UPSTREAM_SET | F_HAS_PRE);
+	r->state = R_CONNECT;
+	loop_timer_stop(r->loop, &r->timer);
+	rc = r->cfg->on_upstream_failed(r, ERR_RELAY_STALE);
+	if (rc < 0 || !(r->flags & F_UPSTREAM_SET)) {
+		relay_end(r, RELAY_RESET, RELAY_UP, -ECONNRESET,
+		          "tunnel closed before the end of the stream");
+		return true;
+	}
+	loop_queue(r->loop, &r->task, relay_advance_task);
+	return true;
 }
 
 void relay_advance_task(struct loop *loop, struct loop_task *t)
@@ -1100,6 +1170,8 @@ int relay_use_tunnel(struct relay *r, const struct sockaddr *addr, socklen_t len
 	r->up.peer_id = t->peer_id;
 	r->not_after = t->not_after;
 	r->streams = t->streams;
+	/* Until the peer answers, the stream may have to start again elsewhere. */
+	r->flags |= F_REPLAY;
 	r->up.flags = H_FRAMED;
 	r->flags |= F_REUSED;
 	free(t);

@@ -86,7 +86,13 @@
  * whose last end it sent less than RELAY_TUNNEL_REUSE_MS ago and whose certificates are
  * good for RELAY_TUNNEL_CERT_MARGIN_S more (the clocks of two nodes differ), so that a
  * server does not close a connection that a stream is starting on, but when it shuts down
- * or a peer vanished. Closing an idle connection, either side sends close_notify. A stream
+ * or a peer vanished. A side closes a connection with close_notify only between streams
+ * (idle, or its last stream over both ways); in the middle of a stream it resets it. So a
+ * close_notify that comes before any byte of a stream the client started tells it that
+ * the server closed the connection idle and never read the stream: the client starts the
+ * stream again on a new connection (relay_restart, ERR_RELAY_STALE), with the bytes it
+ * had sent, which it keeps until the first byte of the answer (if they fit in a buffer,
+ * RELAY_EARLY_LIMIT). After that byte nothing is ever sent again. A stream
  * on a kept connection is authorized as any other (on_preamble); the peer's identity is
  * the one its handshake proved, and no stream starts on a connection past either
  * certificate's notAfter (a running one goes on, as a long connection does).
@@ -211,6 +217,12 @@ struct relay_config {
 	 * up. A relay tries at most RELAY_MAX_ATTEMPTS targets. A TLS handshake that fails
 	 * after the connect succeeded is not retried (RELAY_HANDSHAKE_FAILED), unless the
 	 * upstream was probed (on_probe_failed).
+	 *
+	 * err is ERR_RELAY_STALE for a stream started on a kept tunnel (relay_use_tunnel) that
+	 * the peer closed with close_notify before a byte of the stream came back: the peer
+	 * closed it between streams, so it did not take this one. The client's bytes are back
+	 * in the relay's buffer: set a new upstream (not another kept tunnel) to start the
+	 * stream again, or return the code to reset the client.
 	 */
 	int (*on_upstream_failed)(struct relay *r, int err);
 

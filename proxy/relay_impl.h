@@ -78,6 +78,7 @@ enum {
 	F_ABORT_DONE = 1 << 10, /* both ends of the aborted stream went through */
 	F_PRE_IN = 1 << 11,     /* a kept tunnel got a byte of its next preamble */
 	F_PROBE = 1 << 12,      /* the upstream may not speak TLS to us (relay_probe_upstream) */
+	F_REPLAY = 1 << 13,     /* on a kept tunnel, the peer has not answered: keep what we sent */
 };
 
 /* An address, small: the relay keeps two. */
@@ -123,6 +124,8 @@ struct relay {
 	struct preamble pre; /* with F_HAS_PRE: sent once the upstream is ready */
 	int64_t not_after;   /* the framed side's: the earlier notAfter of both certificates */
 	uint32_t streams;    /* a kept tunnel's (client side): the streams before this one */
+	char *replay;        /* with F_REPLAY: the stream's bytes sent so far (malloc'd) */
+	uint32_t replay_len;
 	uint64_t end_out_ms; /* framed: when this side's END (or RESET) was all written */
 	/* With F_ABORT: how the stream ended, for on_close once the tunnel is through. */
 	const char *abort_reason;
@@ -137,6 +140,16 @@ static inline bool relay_framed(const struct relay_half *h)
 {
 	return (h->flags & H_FRAMED) != 0;
 }
+
+/* The stream's bytes kept for a restart are no longer needed (or cannot all be kept). */
+void relay_replay_drop(struct relay *r);
+
+/*
+ * A kept tunnel ended with the peer's close_notify before a byte of this stream came back
+ * (F_REPLAY): start the stream again on a new connection. Returns true when it did (or
+ * closed the relay trying), false when the stream cannot be restarted.
+ */
+bool relay_restart(struct relay *r);
 
 /* Bytes of h's buffer that may be written to the other side now. */
 static inline uint32_t relay_ready(const struct relay *r, const struct relay_half *h)

@@ -100,6 +100,9 @@ static int tls_read_failed(struct relay *r, struct relay_half *h, int rc)
 		 * also while the server is still connecting (it reads the stream early).
 		 */
 		if (relay_framed(h) && r->state != R_PREAMBLE) {
+			/* Before a byte of our stream came back: the peer did not take it. */
+			if (h == &r->up && relay_restart(r))
+				return -1;
 			half_fail(r, h, -ECONNRESET, "tunnel closed before the end of the stream");
 			return -1;
 		}
@@ -128,6 +131,9 @@ static int frame_head(struct relay *r, struct relay_half *h)
 			rc = SSL_read(h->ssl, h->head + h->head_len, FRAME_HEAD - h->head_len);
 			if (rc <= 0)
 				return tls_read_failed(r, h, rc) < 0 ? -1 : 0;
+			/* The peer answered the stream: it took it. */
+			if (r->flags & F_REPLAY)
+				relay_replay_drop(r);
 			h->head_len = (uint8_t)(h->head_len + rc);
 			tls_read_done(r, h);
 			continue;
@@ -284,6 +290,21 @@ int relay_pump_read(struct relay *r, struct relay_half *h)
 	return -1;
 }
 
+/* Keeps n bytes sent on a kept tunnel that has not answered (relay_restart). */
+static void frame_keep(struct relay *r, const char *p, uint32_t n)
+{
+	char *grown;
+
+	if (r->replay_len + n > RELAY_EARLY_LIMIT ||
+	    (grown = realloc(r->replay, r->replay_len + n)) == NULL) {
+		relay_replay_drop(r); /* too much to start again: the stream stands or falls */
+		return;
+	}
+	r->replay = grown;
+	memcpy(r->replay + r->replay_len, p, n);
+	r->replay_len += n;
+}
+
 /*
  * Framed: moves what may go of s's buffer into a frame for h (h->wq): the preamble first
  * (bytes that go as they are), then a data frame, then the END when s has ended and this
@@ -341,6 +362,9 @@ static int frame_compose(struct relay *r, struct relay_half *h, struct relay_hal
 	h->wq_off = 0;
 	h->wq_len = len;
 	h->wq_end = end;
+	/* Until the peer answers, what goes out on a kept tunnel is kept for a restart. */
+	if ((r->flags & F_REPLAY) && h == &r->up && took > 0)
+		frame_keep(r, s->buf + s->start + raw, took);
 	if (s->buf != NULL) {
 		s->start += raw + took;
 		relay_pump_drop_buf(r, s);
@@ -381,7 +405,8 @@ static int frame_write(struct relay *r, struct relay_half *h)
 				return progress;
 			}
 			if (e == SSL_ERROR_WANT_READ) {
-				h->flags = (uint16_t)((h->flags | H_WRITE_WANTS_READ) & ~H_WR_READY);
+				h->flags =
+				    (uint16_t)((h->flags | H_WRITE_WANTS_READ) & ~H_WR_READY);
 				return progress;
 			}
 			half_fail(r, h, relay_tls_error(e), relay_tls_reason(h->ssl, e, rc));

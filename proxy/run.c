@@ -85,6 +85,11 @@ static struct metrics_counter run_fallbacks = METRICS_COUNTER(
     "meshlet_proxy_plain_fallbacks_total",
     "Outbound connections that fell back to plain TCP: the destination had no sidecar.", NULL,
     NULL);
+static struct metrics_counter run_restarts = METRICS_COUNTER(
+    "meshlet_proxy_stream_restarts_total",
+    "Connections started again on a new TLS connection because the kept one they were "
+    "started on was closed by the peer before it took them (tunnel protocol 2).",
+    NULL, NULL);
 static struct metrics_counter run_strict_refusals = METRICS_COUNTER(
     "meshlet_proxy_strict_refusals_total",
     "Plaintext inbound connections refused because mutual TLS is STRICT.", NULL, NULL);
@@ -602,10 +607,54 @@ static int run_fall_back(struct relay *r, struct run_conn *c, int err, const cha
 	return relay_set_upstream(r, (struct sockaddr *)&c->orig, run_len(&c->orig), NULL, NULL);
 }
 
+/*
+ * A kept tunnel was closed by the peer before it took the stream (ERR_RELAY_STALE): the
+ * stream starts again on a new TLS connection to the same place, as the first of a tunnel
+ * would (a Service's is probed again: kube-proxy may pick another backend).
+ */
+static int run_restart(struct relay *r, struct run_conn *c)
+{
+	struct run *run = c->w->run;
+	SSL_CTX *ctx = creds_client_ctx(run->creds);
+	struct sockaddr_storage dst;
+	struct preamble pre;
+	char text[64];
+	int err;
+
+	if (ctx == NULL)
+		return ERR_RELAY_STALE;
+	if (c->kind == RUN_ORIGINATE) {
+		dst = c->st->upstream;
+	} else {
+		dst = c->orig;
+		preamble_from_sockaddr(&pre, (struct sockaddr *)&dst);
+		if (!c->service)
+			run_set_port(&dst, (uint16_t)run->cfg.port_tunnel);
+	}
+	err = relay_set_upstream(r, (struct sockaddr *)&dst, run_len(&dst), ctx,
+	                         c->kind == RUN_ORIGINATE ? NULL : &pre);
+	if (err == 0 && c->service)
+		err = relay_probe_upstream(r, (uint32_t)run->cfg.service_probe_timeout);
+	if (err == 0)
+		run_resume(r, c, &dst);
+	SSL_CTX_free(ctx);
+	if (err < 0)
+		return err;
+	metrics_inc(&run_restarts, 0);
+	run_addr_text(&dst, text, sizeof(text));
+	log_info("kept connection closed by the peer before it took the stream: starting it on "
+	         "a new one",
+	         LOG_STR("listener", run_kind_names[c->kind]), LOG_STR("upstream", text));
+	return 0;
+}
+
 /* Outbound: a refused tunnel port means no sidecar there: plain to the original port. */
 static int run_on_upstream_failed(struct relay *r, int err)
 {
 	struct run_conn *c = relay_data(r);
+
+	if (err == ERR_RELAY_STALE && (c->kind == RUN_OUTBOUND || c->kind == RUN_ORIGINATE))
+		return run_restart(r, c);
 
 	if (c->kind != RUN_OUTBOUND || !c->mtls || c->fell_back || c->service ||
 	    err != -ECONNREFUSED)
@@ -1043,6 +1092,7 @@ static void run_metrics(FILE *f, void *arg)
 	metrics_write_counter(f, &run_handshake_failures);
 	metrics_write_counter(f, &run_denials);
 	metrics_write_counter(f, &run_fallbacks);
+	metrics_write_counter(f, &run_restarts);
 	metrics_write_counter(f, &run_strict_refusals);
 	metrics_write_counter(f, &run_tunnel_streams);
 	metrics_write_counter(f, &run_policy_checks);

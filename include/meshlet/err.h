@@ -124,6 +124,7 @@
 	X(ERR_PREAMBLE_TOO_LARGE, "tunnel preamble is longer than 256 bytes")                      \
 	X(ERR_PREAMBLE_MALFORMED, "tunnel preamble is malformed")                                  \
 	X(ERR_RELAY_LIMIT, "connection limit reached")                                             \
+	X(ERR_RELAY_STALE, "kept tunnel closed by the peer before it took the stream")             \
 	/* configuration */                                                                        \
 	X(ERR_CONFIG_INVALID, "configuration has errors")                                          \
 	X(ERR_CONFIG_SYNTAX, "configuration is not valid YAML")                                    \

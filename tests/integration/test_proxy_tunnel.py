@@ -4,6 +4,7 @@ one application connection after another on them. Real proxies on loopback with
 identities from a real meshlet-ca, and a client of our own written from the protocol's
 description (docs/proxy.md) to check the wire format independently."""
 import json
+import select
 import socket
 import ssl
 import struct
@@ -305,9 +306,11 @@ def raw(env, tmp_path):
     ctx.set_alpn_protocols(["meshlet/2", "meshlet/1"])
     assert wait_for(server.ready)
 
-    def connect():
+    def connect(strict_eof=False):
+        """strict_eof: an end without close_notify raises SSLEOFError instead of reading
+        as the end."""
         s = socket.create_connection(("127.0.0.1", port), timeout=10)
-        return ctx.wrap_socket(s)
+        return ctx.wrap_socket(s, suppress_ragged_eofs=not strict_eof)
 
     yield connect, server
     assert server.stop() == 0
@@ -356,6 +359,30 @@ def test_wire_format_errors_close_the_tunnel(raw, bad):
         tls.sendall(preamble() + frame(b"GET /after HTTP/1.0\r\n\r\n") + frame(b""))
         data, end = frames_of(tls)
         assert end == 0 and data.endswith(b'{"path": "/after"}')
+
+
+def test_close_notify_only_between_streams(raw):
+    """A tunnel that ends in the middle of a stream is reset, never closed with
+    close_notify: a close_notify tells a client that the stream it started after the last
+    one was not taken (so it may start it again elsewhere). Between streams (draining), the
+    close is a close_notify."""
+    connect, server = raw
+    for bad in (preamble(version=9), preamble() + frame(b"GET /mid") + b"\xff\xfd"):
+        with connect(strict_eof=True) as tls:
+            tls.sendall(preamble() + frame(b"GET /first HTTP/1.0\r\n\r\n") + frame(b""))
+            assert frames_of(tls)[1] == 0
+            tls.sendall(bad)  # the next stream, refused or broken
+            with pytest.raises((ConnectionResetError, ssl.SSLEOFError, BrokenPipeError)):
+                while tls.recv(65536):
+                    pass
+    assert wait_for(lambda: len([l for l in server.log() if l["msg"] == "connection"]) == 4)
+    with connect(strict_eof=True) as tls:
+        tls.sendall(preamble() + frame(b"GET /last HTTP/1.0\r\n\r\n") + frame(b""))
+        assert frames_of(tls)[1] == 0
+        assert wait_for(lambda: len([l for l in server.log() if l["msg"] == "connection"]) == 5)
+        server.proc.terminate()
+        assert tls.recv(65536) == b""  # close_notify: clean
+        assert server.proc.wait(timeout=10) == 0
 
 
 def test_wire_format_reset_from_the_client(raw):
@@ -417,3 +444,145 @@ def test_a_kept_tunnel_closed_in_a_preamble_is_reported(raw):
     # (The client closes without close_notify: a reset, as it is before a first preamble.)
     assert [l["result"] for l in lines] == ["ok", "ok", "reset"], lines
     assert lines[2]["reused"] and lines[2]["bytes_up"] == 0, lines[2]
+
+
+# A stream started on a kept tunnel that the server closes just then.
+
+class P2Server:
+    """A server of tunnel protocol 2 written from docs/proxy.md, with the identity
+    SERVER_ID, that serves each connection's streams with `plan`: a list, per connection,
+    of what to do with each stream: "serve" (answer it), "close-idle" (close with
+    close_notify once the next preamble's first bytes are in, before reading it: what a
+    proxy draining its kept tunnels does) or "close-mid" (answer one data frame, then
+    close_notify without an END: a server that breaks the protocol mid-stream)."""
+
+    def __init__(self, env, tmp_path, plan):
+        r = run([binary("meshlet-ca"), "issue", "--dir", str(env["dir"].ca), "--spiffe-id",
+                 SERVER_ID, "--out", str(tmp_path / "p2")])
+        assert r.returncode == 0, r.stderr
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(str(tmp_path / "p2.crt"), str(tmp_path / "p2.key"))
+        self.ctx.load_verify_locations(str(env["dir"].root))
+        self.ctx.verify_mode = ssl.CERT_REQUIRED
+        self.ctx.set_alpn_protocols(["meshlet/2"])
+        self.plan = list(plan)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.streams = []  # (connection, the stream's request bytes)
+        self.errors = []
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def read_exact(tls, n):
+        out = b""
+        while len(out) < n:
+            chunk = tls.recv(n - len(out))
+            if not chunk:
+                raise ConnectionError("closed")
+            out += chunk
+        return out
+
+    def read_stream(self, tls):
+        head = self.read_exact(tls, 10)
+        assert head[:4] == b"MSHL" and head[4] == 2, head
+        self.read_exact(tls, struct.unpack(">H", head[8:10])[0])
+        data = b""
+        while True:
+            (n,) = struct.unpack(">H", self.read_exact(tls, 2))
+            if n == 0:
+                return data
+            assert n < 0xfffe, n
+            data += self.read_exact(tls, n)
+
+    def run(self):
+        for conn_no, steps in enumerate(self.plan):
+            try:
+                s, _ = self.sock.accept()
+                tls = self.ctx.wrap_socket(s, server_side=True)
+                for step in steps:
+                    if step == "close-idle":
+                        select.select([tls], [], [], 10)
+                        tls.unwrap()
+                        break
+                    data = self.read_stream(tls)
+                    self.streams.append((conn_no, data))
+                    if step == "close-mid":
+                        tls.sendall(frame(b"partial"))
+                        tls.unwrap()
+                        break
+                    tls.sendall(frame(b"answer:" + data) + frame(b""))
+                tls.close()
+            except Exception as e:  # the test reads them
+                self.errors.append(repr(e))
+
+    def stop(self):
+        self.sock.close()
+
+
+def app_call(port, data):
+    """A client of the client-side proxy: sends data, half-closes, reads to the end."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return out
+            out += chunk
+
+
+def restarts(proxy):
+    with urllib.request.urlopen(f"http://127.0.0.1:{proxy.admin}/metrics", timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("meshlet_proxy_stream_restarts_total "):
+                return int(float(line.split()[-1]))
+    return None
+
+
+def test_a_stream_the_server_closed_its_kept_tunnel_on_starts_again(env, tmp_path):
+    """The server closes a kept tunnel (close_notify) just as the client starts a stream on
+    it (a proxy that drains, or whose identity changed): it did not take the stream, so the
+    client proxy starts it again on a new TLS connection, with the same bytes, and the
+    application never knows."""
+    srv = P2Server(env, tmp_path, [["serve", "close-idle"], ["serve"]])
+    port = free_port()
+    client = Proxy(env["dir"], "client", f"originate 127.0.0.1:{port} 127.0.0.1:{srv.port} "
+                   f"{SERVER_ID}", env["tokens"]["client"], env["ca_env"])
+    try:
+        assert wait_for(client.ready)
+        assert app_call(port, b"first") == b"answer:first"
+        assert wait_for(lambda: len([l for l in client.log() if l["msg"] == "connection"]) == 1)
+        assert app_call(port, b"second") == b"answer:second"
+        assert srv.streams == [(0, b"first"), (1, b"second")], (srv.streams, srv.errors)
+        assert restarts(client) == 1
+        lines = [l for l in client.log() if l["msg"] == "connection"]
+        assert [l["result"] for l in lines] == ["ok", "ok"], lines
+        assert any(l["msg"].startswith("kept connection closed by the peer before it took")
+                   for l in client.log()), client.log()
+    finally:
+        assert client.stop() == 0
+        srv.stop()
+
+
+def test_a_stream_the_server_answered_is_not_started_again(env, tmp_path):
+    """Once a byte of the stream came back, the server has taken it: a close then is a
+    truncation, and the application connection is reset, never sent twice."""
+    srv = P2Server(env, tmp_path, [["serve", "close-mid"], ["serve"]])
+    port = free_port()
+    client = Proxy(env["dir"], "client", f"originate 127.0.0.1:{port} 127.0.0.1:{srv.port} "
+                   f"{SERVER_ID}", env["tokens"]["client"], env["ca_env"])
+    try:
+        assert wait_for(client.ready)
+        assert app_call(port, b"first") == b"answer:first"
+        assert wait_for(lambda: len([l for l in client.log() if l["msg"] == "connection"]) == 1)
+        with pytest.raises(ConnectionResetError):
+            app_call(port, b"second")
+        assert srv.streams == [(0, b"first"), (0, b"second")], (srv.streams, srv.errors)
+        assert restarts(client) == 0
+    finally:
+        assert client.stop() == 0
+        srv.stop()
