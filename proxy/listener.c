@@ -79,6 +79,9 @@ int listener_socket(const struct sockaddr *addr, socklen_t len, unsigned flags, 
 	if ((flags & LISTENER_REUSEPORT) &&
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
 		goto fail;
+	if ((flags & LISTENER_V6ONLY) && addr->sa_family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
+		goto fail;
 	/* Accepted sockets inherit it: no setsockopt per connection. */
 	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
 		goto fail;

@@ -26,6 +26,7 @@
 
 /* Flags of listener_socket. */
 #define LISTENER_REUSEPORT 0x1u /* one socket per worker on the same address */
+#define LISTENER_V6ONLY    0x2u /* an IPv6 socket takes IPv6 only (IPv4 has its own) */
 
 struct listener;
 
@@ -44,8 +45,9 @@ int listener_resolve(const char *text, struct sockaddr_storage *ss, socklen_t *l
 
 /*
  * listener_socket - a non-blocking, close-on-exec TCP socket bound to addr and listening
- * (backlog 0 means LISTENER_BACKLOG), with SO_REUSEADDR, and SO_REUSEPORT when flags has
- * LISTENER_REUSEPORT. Returns the fd, or -errno.
+ * (backlog 0 means LISTENER_BACKLOG), with SO_REUSEADDR, SO_REUSEPORT when flags has
+ * LISTENER_REUSEPORT, and IPV6_V6ONLY on an IPv6 address with LISTENER_V6ONLY. Returns the
+ * fd, or -errno (-EAFNOSUPPORT or -EADDRNOTAVAIL where the host has no IPv6).
  */
 int listener_socket(const struct sockaddr *addr, socklen_t len, unsigned flags, int backlog);
 

@@ -171,7 +171,7 @@ struct run_worker {
 	struct loop *loop;
 	pthread_t thread;
 	bool started;
-	struct run_listen listens[3 + RUN_MAX_STATIC];
+	struct run_listen listens[6 + RUN_MAX_STATIC];
 	size_t nlistens;
 	struct run_fallback fallback[RUN_FALLBACK_SLOTS];
 	struct run_session sessions[RUN_SESSION_SLOTS];
@@ -1021,9 +1021,12 @@ static void *run_worker_main(void *arg)
 	return NULL;
 }
 
-/* A listening socket for addr ("host:port"), one per worker with SO_REUSEPORT. */
+/*
+ * A listening socket for addr ("host:port"), one per worker with SO_REUSEPORT. flags:
+ * LISTENER_V6ONLY for the IPv6 half of a capture port. Returns 0 or an error in e.
+ */
 static int run_listen_on(struct run_worker *w, const char *addr, enum run_kind kind,
-                         const struct run_static *st, struct err *e)
+                         const struct run_static *st, unsigned flags, struct err *e)
 {
 	struct run_listen *ls = &w->listens[w->nlistens];
 	struct sockaddr_storage ss;
@@ -1033,7 +1036,8 @@ static int run_listen_on(struct run_worker *w, const char *addr, enum run_kind k
 	rc = listener_resolve(addr, &ss, &len);
 	if (rc < 0)
 		return err_set(e, rc, "%s: not a listening address", addr);
-	fd = listener_socket((struct sockaddr *)&ss, len, LISTENER_REUSEPORT, LISTENER_BACKLOG);
+	fd = listener_socket((struct sockaddr *)&ss, len, LISTENER_REUSEPORT | flags,
+	                     LISTENER_BACKLOG);
 	if (fd < 0)
 		return err_set(e, fd, "cannot listen on %s: %s", addr, err_str(fd));
 	*ls = (struct run_listen){ .w = w, .kind = kind, .st = st };
@@ -1041,6 +1045,43 @@ static int run_listen_on(struct run_worker *w, const char *addr, enum run_kind k
 	if (ls->l == NULL)
 		return err_set(e, rc, "cannot listen on %s: %s", addr, err_str(rc));
 	w->nlistens++;
+	return 0;
+}
+
+/*
+ * The capture ports, in both families: iptables REDIRECT sends IPv4 to 127.0.0.1 (outbound)
+ * or the pod's IPv4 address, and IPv6 (ip6tables, which `init` writes when the pod has
+ * IPv6) to ::1 or the pod's IPv6 address. Each family has sockets of its own, so that
+ * addresses stay as they are (no IPv4-mapped IPv6). A host without IPv6 gets IPv4 only.
+ */
+static int run_listen_capture(struct run *run, struct run_worker *w, bool first,
+                              struct err *e)
+{
+	const struct {
+		enum run_kind kind;
+		int64_t port;
+		const char *v4, *v6;
+	} ports[] = {
+		{ RUN_OUTBOUND, run->cfg.port_outbound, "127.0.0.1", "[::1]" },
+		{ RUN_INBOUND, run->cfg.port_inbound, "0.0.0.0", "[::]" },
+		{ RUN_TUNNEL, run->cfg.port_tunnel, "0.0.0.0", "[::]" },
+	};
+	char addr[64];
+
+	for (size_t i = 0; i < sizeof(ports) / sizeof(ports[0]); i++) {
+		snprintf(addr, sizeof(addr), "%s:%lld", ports[i].v4, (long long)ports[i].port);
+		if (run_listen_on(w, addr, ports[i].kind, NULL, 0, e) < 0)
+			return e->code;
+		snprintf(addr, sizeof(addr), "%s:%lld", ports[i].v6, (long long)ports[i].port);
+		if (run_listen_on(w, addr, ports[i].kind, NULL, LISTENER_V6ONLY, e) < 0) {
+			if (e->code != -EAFNOSUPPORT && e->code != -EADDRNOTAVAIL)
+				return e->code;
+			if (first)
+				log_info("no IPv6 here: the capture ports take IPv4 only",
+				         LOG_STR("listen", addr), LOG_STR("why", err_str(e->code)));
+			*e = (struct err){ 0 };
+		}
+	}
 	return 0;
 }
 
@@ -1349,7 +1390,6 @@ int run_main(int argc, char **argv)
 	run->nworkers = (size_t)run->cfg.workers;
 	for (size_t i = 0; i < run->nworkers; i++) {
 		struct run_worker *w = &run->workers[i];
-		char addr[64];
 
 		w->run = run;
 		w->loop = loop_new(&rc);
@@ -1362,25 +1402,13 @@ int run_main(int argc, char **argv)
 			fprintf(stderr, PROG ": out of memory\n");
 			goto out;
 		}
-		if (run->cfg.capture) {
-			/* Outbound REDIRECT lands on loopback; inbound keeps the pod's address. */
-			snprintf(addr, sizeof(addr), "127.0.0.1:%lld",
-			         (long long)run->cfg.port_outbound);
-			rc = run_listen_on(w, addr, RUN_OUTBOUND, NULL, &e);
-			snprintf(addr, sizeof(addr), "0.0.0.0:%lld",
-			         (long long)run->cfg.port_inbound);
-			rc = rc < 0 ? rc : run_listen_on(w, addr, RUN_INBOUND, NULL, &e);
-			snprintf(addr, sizeof(addr), "0.0.0.0:%lld",
-			         (long long)run->cfg.port_tunnel);
-			rc = rc < 0 ? rc : run_listen_on(w, addr, RUN_TUNNEL, NULL, &e);
-			if (rc < 0) {
-				fprintf(stderr, PROG ": %s\n", e.msg);
-				goto out;
-			}
+		if (run->cfg.capture && run_listen_capture(run, w, i == 0, &e) < 0) {
+			fprintf(stderr, PROG ": %s\n", e.msg);
+			goto out;
 		}
 		for (size_t j = 0; j < run->nstatics; j++) {
 			if (run_listen_on(w, run->statics[j].listen, run->statics[j].kind,
-			                  &run->statics[j], &e) < 0) {
+			                  &run->statics[j], 0, &e) < 0) {
 				fprintf(stderr, PROG ": %s\n", e.msg);
 				goto out;
 			}

@@ -54,6 +54,8 @@ NS = "default"
 SUBNET = "10.252.0"
 IPS = {"ca": f"{SUBNET}.10", "a": f"{SUBNET}.11", "b": f"{SUBNET}.12", "c": f"{SUBNET}.13",
        "d": f"{SUBNET}.14"}
+# Every pod has an IPv6 address too (dual stack), so `init` captures IPv6 as well.
+IPS6 = {pod: f"fd00:252::{ip.rsplit('.', 1)[1]}" for pod, ip in IPS.items()}
 MESHED = {"a": "client", "b": "server", "d": "reporter"}
 PROXY_UID = 1337
 APP_UID = 1000  # the applications and clients: neither root nor the proxy
@@ -64,6 +66,8 @@ INIT_ARGS = ["--proxy-uid", "1337", "--proxy-gid", "1337", "--inbound-port", "15
              "--exclude-inbound-ports", "15008,15021", "--include-outbound-cidrs", "*"]
 FALLBACK_TTL = 2  # seconds: outbound.fallback_ttl of the proxies here
 SERVICE_CIDR = "10.96.0.0/12"
+SERVICE_CIDR6 = "fd00:96::/112"
+SVC_B6 = "fd00:96::12"
 SVC_B, SVC_C = "10.96.0.12", "10.96.0.13"
 # (SVC_B, 9000) leads to a port without a sidecar, as a Service port whose target port the
 # backends leave out of capture would.
@@ -75,14 +79,16 @@ CURL_EMPTY_REPLY, CURL_RECV_ERROR, CURL_REFUSED = 52, 56, 7
 
 # The pods' application: answers GET and POST with who it is, whom it saw and what it got.
 APP = r"""
-import http.server, json, sys
+import http.server, json, socket, sys
 name, port = sys.argv[1], int(sys.argv[2])
 class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
     def answer(self, body):
+        client = self.client_address[0]
+        client = client[7:] if client.startswith("::ffff:") else client
         doc = json.dumps({"server": name, "method": self.command, "path": self.path,
-                          "client": self.client_address[0], "body": body}).encode()
+                          "client": client, "body": body}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(doc)))
@@ -94,7 +100,8 @@ class H(http.server.BaseHTTPRequestHandler):
         self.answer(self.rfile.read(int(self.headers.get("Content-Length", 0))).decode())
 class S(http.server.ThreadingHTTPServer):
     request_queue_size = 1024  # not 5: bursts of connections are not left to TCP retries
-s = S(("0.0.0.0", port), H)
+    address_family = socket.AF_INET6  # both families: "::" takes IPv4 too
+s = S(("::", port), H)
 print("ready", flush=True)
 s.serve_forever()
 """
@@ -222,7 +229,8 @@ class Proxy:
         d = self.mesh.pod_dir(self.pod)
         cfg = {"access_log": True, "log": {"format": "json"},
                "mtls": {"mode": "permissive"},
-               "outbound": {"fallback_ttl": f"{FALLBACK_TTL}s", "service_ranges": SERVICE_CIDR,
+               "outbound": {"fallback_ttl": f"{FALLBACK_TTL}s",
+                            "service_ranges": f"{SERVICE_CIDR},{SERVICE_CIDR6}",
                             "service_probe_timeout": "1s"},
                "timeouts": {"drain": "2s", "connect": "3s", "handshake": "3s"}}
         env = clean_env()
@@ -363,6 +371,7 @@ class Mesh:
             sh("ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name",
                f"v{pod}", "netns", self.sw)
             sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0")
+            sh("ip", "-n", ns, "addr", "add", f"{IPS6[pod]}/64", "dev", "eth0", "nodad")
             sh("ip", "-n", ns, "link", "set", "eth0", "up")
             sh("ip", "-n", self.sw, "link", "set", f"v{pod}", "master", "br0")
             sh("ip", "-n", self.sw, "link", "set", f"v{pod}", "up")
@@ -402,6 +411,10 @@ class Mesh:
                 sh("ip", "netns", "exec", self.ns(pod), "iptables", "-t", "nat", "-A", "OUTPUT",
                    "-p", "tcp", "-d", vip, "--dport", str(port), "-j", "DNAT",
                    "--to-destination", f"{IPS[backend]}:{target}")
+            sh("ip", "-n", self.ns(pod), "-6", "route", "add", SERVICE_CIDR6, "dev", "eth0")
+            sh("ip", "netns", "exec", self.ns(pod), "ip6tables", "-t", "nat", "-A", "OUTPUT",
+               "-p", "tcp", "-d", SVC_B6, "--dport", "80", "-j", "DNAT",
+               "--to-destination", f"[{IPS6['b']}]:8080")
         for pod in ("a", "b"):
             self.proxies[pod] = Proxy(self, pod)
             self.proxies[pod].start()
@@ -959,6 +972,39 @@ def test_unmeshed_client_of_a_server_that_speaks_first_is_served(mesh):
     # A client that speaks first is not held: an HTTP request through the Service.
     got = mesh.call_url("c", f"http://{SVC_B}/plain")
     assert got.status == 200 and got.doc["client"] == IPS["b"], got
+
+
+# ---- IPv6 ----
+
+def test_ipv6_meshed_to_meshed_service_and_unmeshed(mesh):
+    """A dual-stack pod's IPv6 traffic is captured (ip6tables) and carried like its IPv4:
+    mutual TLS to a meshed pod's tunnel port with both identities, to a Service on its own
+    port, and plain TCP to a pod without a sidecar."""
+    a, b = mesh.proxies["a"], mesh.proxies["b"]
+    na, nb = len(a.conns()), len(b.conns())
+    got = mesh.call_url("a", f"http://[{IPS6['b']}]:8080/v6", data="six")
+    assert got.status == 200 and got.doc["server"] == "b" and got.doc["body"] == "six", got
+    assert got.doc["client"] == IPS6["b"], got  # from b's own proxy, on its IPv6 address
+    out = a.wait_conn(na, listener="outbound")
+    assert out["mode"] == "mtls" and out["peer"] == spiffe("server"), out
+    assert out["destination"] == f"[{IPS6['b']}]:8080", out
+    tun = b.wait_conn(nb, listener="tunnel")
+    assert tun["mode"] == "mtls" and tun["peer"] == spiffe("client"), tun
+    assert tun["source"].startswith(f"[{IPS6['a']}]:"), tun
+
+    na, nb = len(a.conns()), len(b.conns())
+    got = mesh.call_url("a", f"http://[{SVC_B6}]/v6-service")
+    assert got.status == 200 and got.doc["server"] == "b", got
+    out = a.wait_conn(na, listener="outbound")
+    assert out["mode"] == "mtls" and out["destination"] == f"[{SVC_B6}]:80", out
+    inn = b.wait_conn(nb, listener="inbound")
+    assert inn["mode"] == "mtls" and inn["destination"] == f"[{IPS6['b']}]:8080", inn
+
+    na = len(a.conns())
+    got = mesh.call_url("a", f"http://[{IPS6['c']}]:8080/v6-plain")
+    assert got.status == 200 and got.doc["server"] == "c", got
+    assert got.doc["client"] == IPS6["a"], got
+    assert a.wait_conn(na, listener="outbound")["mode"] in ("fallback", "plain")
 
 
 def test_readiness_on_the_admin_port(mesh):
