@@ -333,6 +333,7 @@ bool relay_restart(struct relay *r)
 	memset(&r->up, 0, sizeof(r->up));
 	r->up.fd = -1;
 	r->flags &= (uint16_t) ~(F_REUSED | F_UPSTREAM_SET | F_HAS_PRE);
+	r->streams = 0;
 	r->state = R_CONNECT;
 	loop_timer_stop(r->loop, &r->timer);
 	rc = r->cfg->on_upstream_failed(r, ERR_RELAY_STALE);

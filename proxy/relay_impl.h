@@ -124,8 +124,8 @@ struct relay {
 	struct preamble pre; /* with F_HAS_PRE: sent once the upstream is ready */
 	int64_t not_after;   /* the framed side's: the earlier notAfter of both certificates */
 	uint32_t streams;    /* a kept tunnel's (client side): the streams before this one */
-	char *replay;        /* with F_REPLAY: the stream's bytes sent so far (malloc'd) */
 	uint32_t replay_len;
+	char *replay;        /* with F_REPLAY: the stream's bytes sent so far (malloc'd) */
 	uint64_t end_out_ms; /* framed: when this side's END (or RESET) was all written */
 	/* With F_ABORT: how the stream ended, for on_close once the tunnel is through. */
 	const char *abort_reason;

@@ -33,7 +33,7 @@
 #define RUN_ALPN    "meshlet/2,meshlet/1"
 #define RUN_ALPN_V1 "meshlet/1"
 #define RUN_ALPN_2  "meshlet/2"
-/* A Service's connections: one TLS connection each, balanced by kube-proxy (no reuse). */
+/* A Service's connections with tunnel.service_streams 0: one TLS connection each. */
 static const unsigned char run_alpn_service[] = "\x09meshlet/1";
 #define RUN_MAX_STATIC  16
 #define RUN_MAX_WORKERS 64
@@ -124,8 +124,9 @@ struct run_conn {
 	const struct run_static *st;
 	bool mtls;
 	bool fell_back;
-	bool service;  /* outbound: to a Service address, on its own port (probed) */
-	bool captured; /* inbound: mutual TLS that came to the capture port (via a Service) */
+	bool service;   /* outbound: to a Service address, on its own port (probed) */
+	bool restarted; /* started again after its kept tunnel closed (run_restart) */
+	bool captured;  /* inbound: mutual TLS that came to the capture port (via a Service) */
 	struct run_conn *idle_next, *idle_prev; /* server side: a kept tunnel between streams */
 	bool idle;
 	struct sockaddr_storage orig; /* outbound: the original destination */
@@ -623,6 +624,7 @@ static int run_restart(struct relay *r, struct run_conn *c)
 
 	if (ctx == NULL)
 		return ERR_RELAY_STALE;
+	c->restarted = true;
 	if (c->kind == RUN_ORIGINATE) {
 		dst = c->st->upstream;
 	} else {
@@ -656,7 +658,11 @@ static int run_on_upstream_failed(struct relay *r, int err)
 	if (err == ERR_RELAY_STALE && (c->kind == RUN_OUTBOUND || c->kind == RUN_ORIGINATE))
 		return run_restart(r, c);
 
-	if (c->kind != RUN_OUTBOUND || !c->mtls || c->fell_back || c->service ||
+	/*
+	 * A restarted stream's pod refusing its tunnel port is a pod going away (it closed our
+	 * kept connection as it drains), not one without a sidecar: no plain fallback.
+	 */
+	if (c->kind != RUN_OUTBOUND || !c->mtls || c->fell_back || c->service || c->restarted ||
 	    err != -ECONNREFUSED)
 		return err;
 	return run_fall_back(r, c, err, "the tunnel port refused the connection", true);
@@ -1054,8 +1060,7 @@ static int run_listen_on(struct run_worker *w, const char *addr, enum run_kind k
  * IPv6) to ::1 or the pod's IPv6 address. Each family has sockets of its own, so that
  * addresses stay as they are (no IPv4-mapped IPv6). A host without IPv6 gets IPv4 only.
  */
-static int run_listen_capture(struct run *run, struct run_worker *w, bool first,
-                              struct err *e)
+static int run_listen_capture(struct run *run, struct run_worker *w, bool first, struct err *e)
 {
 	const struct {
 		enum run_kind kind;

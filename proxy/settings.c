@@ -161,7 +161,8 @@ static const struct config_key settings_keys[] = {
 	           "at most this many connections to a Service start on one kept TLS "
 	           "connection: kube-proxy balances TLS connections across the Service's "
 	           "backends, and this bounds how many of a client's connections in a row go to "
-	           "the same one; 0: a TLS connection each (meshlet/1)"),
+	           "the same one; 0: a TLS connection each (meshlet/1), as with tunnel.reuse: "
+	           "false, which applies to Services too"),
 	CONFIG_DURATION("timeouts.drain", S, drain_timeout, 0, CONFIG_MINUTES(10), "30s",
 	                "after SIGTERM, how long open connections may finish"),
 	CONFIG_BOOL("access_log", S, access_log, "false",

@@ -1651,7 +1651,8 @@ static void test_api_errors(void **state)
 	assert_int_equal(api_closed, 1);
 	close(sv[1]);
 	loop_free(loop); /* frees the relay */
-	assert_true(relay_size() > 0 && relay_size() <= 352);
+	/* 352 until kept tunnels counted their streams and kept a stream's bytes for a restart. */
+	assert_true(relay_size() > 0 && relay_size() <= 368);
 	assert_string_equal(relay_result_names[RELAY_HANDSHAKE_FAILED], "handshake_failed");
 	assert_null(relay_result_names[RELAY_RESULT_COUNT_]);
 }
