@@ -3,6 +3,7 @@
 one application connection after another on them. Real proxies on loopback with
 identities from a real meshlet-ca, and a client of our own written from the protocol's
 description (docs/proxy.md) to check the wire format independently."""
+import contextlib
 import json
 import select
 import socket
@@ -543,12 +544,12 @@ def restarts(proxy):
     return None
 
 
-def test_a_stream_the_server_closed_its_kept_tunnel_on_starts_again(env, tmp_path):
-    """The server closes a kept tunnel (close_notify) just as the client starts a stream on
-    it (a proxy that drains, or whose identity changed): it did not take the stream, so the
-    client proxy starts it again on a new TLS connection, with the same bytes, and the
-    application never knows."""
-    srv = P2Server(env, tmp_path, [["serve", "close-idle"], ["serve"]])
+@contextlib.contextmanager
+def p2_client(env, tmp_path, second_stream):
+    """A client-side proxy to a P2Server whose first connection serves one stream and
+    treats the second as second_stream says: yields (server, proxy, port) once the first
+    stream has been served and kept."""
+    srv = P2Server(env, tmp_path, [["serve", second_stream], ["serve"]])
     port = free_port()
     client = Proxy(env["dir"], "client", f"originate 127.0.0.1:{port} 127.0.0.1:{srv.port} "
                    f"{SERVER_ID}", env["tokens"]["client"], env["ca_env"])
@@ -556,6 +557,18 @@ def test_a_stream_the_server_closed_its_kept_tunnel_on_starts_again(env, tmp_pat
         assert wait_for(client.ready)
         assert app_call(port, b"first") == b"answer:first"
         assert wait_for(lambda: len([l for l in client.log() if l["msg"] == "connection"]) == 1)
+        yield srv, client, port
+    finally:
+        assert client.stop() == 0
+        srv.stop()
+
+
+def test_a_stream_the_server_closed_its_kept_tunnel_on_starts_again(env, tmp_path):
+    """The server closes a kept tunnel (close_notify) just as the client starts a stream on
+    it (a proxy that drains, or whose identity changed): it did not take the stream, so the
+    client proxy starts it again on a new TLS connection, with the same bytes, and the
+    application never knows."""
+    with p2_client(env, tmp_path, "close-idle") as (srv, client, port):
         assert app_call(port, b"second") == b"answer:second"
         assert srv.streams == [(0, b"first"), (1, b"second")], (srv.streams, srv.errors)
         assert restarts(client) == 1
@@ -563,26 +576,13 @@ def test_a_stream_the_server_closed_its_kept_tunnel_on_starts_again(env, tmp_pat
         assert [l["result"] for l in lines] == ["ok", "ok"], lines
         assert any(l["msg"].startswith("kept connection closed by the peer before it took")
                    for l in client.log()), client.log()
-    finally:
-        assert client.stop() == 0
-        srv.stop()
 
 
 def test_a_stream_the_server_answered_is_not_started_again(env, tmp_path):
     """Once a byte of the stream came back, the server has taken it: a close then is a
     truncation, and the application connection is reset, never sent twice."""
-    srv = P2Server(env, tmp_path, [["serve", "close-mid"], ["serve"]])
-    port = free_port()
-    client = Proxy(env["dir"], "client", f"originate 127.0.0.1:{port} 127.0.0.1:{srv.port} "
-                   f"{SERVER_ID}", env["tokens"]["client"], env["ca_env"])
-    try:
-        assert wait_for(client.ready)
-        assert app_call(port, b"first") == b"answer:first"
-        assert wait_for(lambda: len([l for l in client.log() if l["msg"] == "connection"]) == 1)
+    with p2_client(env, tmp_path, "close-mid") as (srv, client, port):
         with pytest.raises(ConnectionResetError):
             app_call(port, b"second")
         assert srv.streams == [(0, b"first"), (0, b"second")], (srv.streams, srv.errors)
         assert restarts(client) == 0
-    finally:
-        assert client.stop() == 0
-        srv.stop()
