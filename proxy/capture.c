@@ -140,10 +140,15 @@ static bool capture_port(const char *s, size_t len, uint16_t *out)
 	return true;
 }
 
-/* A message about one item of a list: the value is quoted too when it has more in it. */
+/*
+ * A message about one item of a list: the value is quoted too when it has more in it. A
+ * flag of "" is a caller that names the value itself: the item alone.
+ */
 static int capture_item_error(struct err *e, const char *flag, const char *s, const char *item,
                               size_t len, const char *problem)
 {
+	if (flag[0] == '\0')
+		return err_set(e, ERR_CAPTURE_FLAG, "\"%.*s\" %s", (int)len, item, problem);
 	if (strlen(s) == len && memcmp(s, item, len) == 0)
 		return err_set(e, ERR_CAPTURE_FLAG, "%s: \"%.*s\" %s", flag, (int)len, item,
 		               problem);
@@ -263,8 +268,8 @@ static int capture_cidr_item(const char *flag, const char *s, const char *it, si
 		if (memcmp(&l->cidr[i], &c, sizeof(c)) == 0)
 			return 0;
 	if (l->n == CAPTURE_CIDRS_MAX)
-		return err_set(e, ERR_CAPTURE_FLAG, "%s: more than %d ranges", flag,
-		               CAPTURE_CIDRS_MAX);
+		return err_set(e, ERR_CAPTURE_FLAG, "%s%smore than %d ranges", flag,
+		               flag[0] != '\0' ? ": " : "", CAPTURE_CIDRS_MAX);
 	l->cidr[l->n++] = c;
 	return 0;
 bad:

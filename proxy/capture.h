@@ -72,7 +72,8 @@ int capture_parse_ports(const char *flag, const char *s, bool star_ok, struct ca
 
 /*
  * capture_parse_cidrs - the same for IP ranges: ADDRESS/PREFIX, IPv4 (0-32) or IPv6
- * (0-128). Host bits may be set and are cleared; duplicates are dropped.
+ * (0-128). Host bits may be set and are cleared; duplicates are dropped. With a flag of
+ * "", messages name the item at fault alone, for a caller that names the value itself.
  */
 int capture_parse_cidrs(const char *flag, const char *s, bool star_ok, struct capture_cidrs *out,
                         struct err *e);

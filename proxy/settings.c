@@ -41,7 +41,7 @@ static bool settings_valid_cidrs(const char *value, char *why, size_t why_size)
 	struct err e = { 0 };
 
 	if (capture_parse_cidrs("", value, true, &cidrs, &e) < 0) {
-		snprintf(why, why_size, "%s", e.msg);
+		snprintf(why, why_size, "is not a list of CIDRs: %s", e.msg);
 		return false;
 	}
 	return true;

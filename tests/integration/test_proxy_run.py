@@ -400,6 +400,11 @@ def test_certificates_rotate_under_load_without_failures(mesh, tmp_path):
      "MESHLET_APP_PROBES: /app-health/web/livez: expected an httpGet or a tcpSocket"),
     ({"MESHLET_APP_PROBES": "not json"}, [], "MESHLET_APP_PROBES is not JSON"),
     ({"MESHLET_POD_NAMESPACE": ""}, [], "MESHLET_POD_NAMESPACE: has no value"),
+    ({"MESHLET_SERVICE_RANGES": "10.96.0.0/33"}, [],
+     'MESHLET_SERVICE_RANGES: "10.96.0.0/33" is not a list of CIDRs: "10.96.0.0/33" has a '
+     'prefix length over 32'),
+    ({"MESHLET_SERVICE_RANGES": "10.96.0.0/12,svc"}, [],
+     'MESHLET_SERVICE_RANGES: "10.96.0.0/12,svc" is not a list of CIDRs: "svc" is not a CIDR'),
 ])
 def test_bad_settings_are_refused_with_their_source(tmp_path, env, args, words):
     cfg = tmp_path / "p.yaml"
