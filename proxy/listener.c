@@ -22,8 +22,6 @@
 #define IP6T_SO_ORIGINAL_DST 80
 #endif
 
-#define container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
-
 /* Connections accepted per wakeup, so that one busy listener does not starve the relays. */
 #define LISTENER_BATCH 64
 

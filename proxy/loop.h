@@ -4,6 +4,7 @@
 #define MESHLET_PROXY_LOOP_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/epoll.h>
 
@@ -43,6 +44,9 @@ struct loop;
 
 /* Called with the epoll events (LOOP_READ, LOOP_WRITE, LOOP_ERROR bits) of fd. */
 typedef void loop_io_fn(struct loop *loop, int fd, uint32_t events, void *arg);
+
+/* The struct that member p (a timer, a task) lives in, from its callback. */
+#define container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
 
 /*
  * A timer lives inside its owner's struct (no allocation per timer); the loop keeps a

@@ -10,7 +10,6 @@
 
 #define POOL_BUCKETS 64
 
-
 struct pool_entry {
 	struct pool_entry *next, *prev; /* in its bucket, most recent first */
 	struct pool *pool;
@@ -26,8 +25,6 @@ struct pool {
 	uint32_t idle_ms;
 	struct pool_entry *buckets[POOL_BUCKETS];
 };
-
-#define container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
 
 static socklen_t addr_len(const struct sockaddr *a)
 {
@@ -200,8 +197,7 @@ struct relay_tunnel *pool_take(struct pool *p, const struct sockaddr *addr, cons
 			continue;
 		t = entry_remove(e);
 		if (SSL_get_SSL_CTX(t->ssl) == ctx &&
-		    t->not_after > now + RELAY_TUNNEL_CERT_MARGIN_S &&
-		    tunnel_quiet(t))
+		    t->not_after > now + RELAY_TUNNEL_CERT_MARGIN_S && tunnel_quiet(t))
 			return t;
 		relay_tunnel_close(t);
 	}

@@ -10,8 +10,6 @@
 
 #include "relay.h"
 
-#define container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
-
 /* Rounds of reading and writing per wakeup before other connections get their turn. */
 #define RELAY_PUMP_ROUNDS 8
 

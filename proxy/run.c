@@ -609,44 +609,70 @@ static int run_fall_back(struct relay *r, struct run_conn *c, int err, const cha
 }
 
 /*
+ * A mutual TLS upstream for c, made from ctx: a kept tunnel when pooled and the pool has one
+ * (protocol 2, no handshake), else a new TLS connection that resumes the session kept for
+ * its address. A static originate listener's goes to its upstream; an outbound one to the
+ * destination's tunnel port with a preamble naming the original port, or, for a Service,
+ * to its own port, probed (run_on_probe_failed), and with tunnel.service_streams 0 as
+ * meshlet/1 only.
+ */
+static int run_upstream(struct relay *r, struct run_conn *c, SSL_CTX *ctx, bool pooled)
+{
+	struct run *run = c->w->run;
+	struct sockaddr_storage up = c->kind == RUN_ORIGINATE ? c->st->upstream : c->orig;
+	const struct sockaddr *to = (const struct sockaddr *)&up;
+	struct preamble pre, *p = NULL;
+	struct relay_tunnel *t;
+	int err;
+
+	if (c->kind != RUN_ORIGINATE) {
+		preamble_from_sockaddr(&pre, (struct sockaddr *)&c->orig);
+		p = &pre;
+		if (!c->service)
+			run_set_port(&up, (uint16_t)run->cfg.port_tunnel);
+	}
+	t = pooled ? pool_take(c->w->pool, to, c->st, ctx) : NULL;
+	if (t != NULL) {
+		err = relay_use_tunnel(r, to, run_len(&up), t, p);
+		if (err == 0)
+			metrics_inc(&run_tunnel_streams, 1);
+		return err;
+	}
+	err = relay_set_upstream(r, to, run_len(&up), ctx, p);
+	if (err == 0 && c->service)
+		err = relay_probe_upstream(r, (uint32_t)run->cfg.service_probe_timeout);
+	if (err == 0 && c->service && run->cfg.service_streams == 0 &&
+	    SSL_set_alpn_protos(relay_ssl(r, RELAY_UP), run_alpn_service,
+	                        sizeof(run_alpn_service) - 1) != 0)
+		err = -ENOMEM;
+	if (err == 0)
+		run_resume(r, c, &up);
+	return err;
+}
+
+/*
  * A kept tunnel was closed by the peer before it took the stream (ERR_RELAY_STALE): the
  * stream starts again on a new TLS connection to the same place, as the first of a tunnel
  * would (a Service's is probed again: kube-proxy may pick another backend).
  */
 static int run_restart(struct relay *r, struct run_conn *c)
 {
-	struct run *run = c->w->run;
-	SSL_CTX *ctx = creds_client_ctx(run->creds);
-	struct sockaddr_storage dst;
-	struct preamble pre;
+	SSL_CTX *ctx = creds_client_ctx(c->w->run->creds);
 	char text[64];
 	int err;
 
 	if (ctx == NULL)
 		return ERR_RELAY_STALE;
 	c->restarted = true;
-	if (c->kind == RUN_ORIGINATE) {
-		dst = c->st->upstream;
-	} else {
-		dst = c->orig;
-		preamble_from_sockaddr(&pre, (struct sockaddr *)&dst);
-		if (!c->service)
-			run_set_port(&dst, (uint16_t)run->cfg.port_tunnel);
-	}
-	err = relay_set_upstream(r, (struct sockaddr *)&dst, run_len(&dst), ctx,
-	                         c->kind == RUN_ORIGINATE ? NULL : &pre);
-	if (err == 0 && c->service)
-		err = relay_probe_upstream(r, (uint32_t)run->cfg.service_probe_timeout);
-	if (err == 0)
-		run_resume(r, c, &dst);
+	err = run_upstream(r, c, ctx, false);
 	SSL_CTX_free(ctx);
 	if (err < 0)
 		return err;
 	metrics_inc(&run_restarts, 0);
-	run_addr_text(&dst, text, sizeof(text));
+	run_addr_text(c->kind == RUN_ORIGINATE ? &c->st->upstream : &c->orig, text, sizeof(text));
 	log_info("kept connection closed by the peer before it took the stream: starting it on "
 	         "a new one",
-	         LOG_STR("listener", run_kind_names[c->kind]), LOG_STR("upstream", text));
+	         LOG_STR("listener", run_kind_names[c->kind]), LOG_STR("destination", text));
 	return 0;
 }
 
@@ -671,20 +697,18 @@ static int run_on_upstream_failed(struct relay *r, int err)
 /*
  * Outbound to a Service: what answered our TLS hello on the Service's port is not a proxy
  * of ours (an application without a sidecar: it answered something that is not our TLS,
- * kept silent, or closed). A peer that chose our protocol is one of ours, and its failure
- * (a certificate we refuse) stands. An answer or a silence is remembered; a close is not,
- * as a proxy of ours closes too when it is at its connection limit or going away: this
- * connection goes in plain TCP (which such a proxy refuses in STRICT mode), the next one
- * tries mutual TLS again.
+ * kept silent, or closed). A peer that chose our protocol is one of ours: the relay keeps
+ * its failures (a certificate we refuse) and never asks. An answer or a silence is
+ * remembered; a close is not, as a proxy of ours closes too when it is at its connection
+ * limit or going away: this connection goes in plain TCP (which such a proxy refuses in
+ * STRICT mode), the next one tries mutual TLS again.
  */
 static int run_on_probe_failed(struct relay *r, int err)
 {
 	struct run_conn *c = relay_data(r);
-	SSL *ssl = relay_ssl(r, RELAY_UP);
 	char why[160];
 
-	if (c->kind != RUN_OUTBOUND || !c->service || c->fell_back ||
-	    (ssl != NULL && run_alpn_ours(ssl)))
+	if (c->kind != RUN_OUTBOUND || !c->service || c->fell_back)
 		return err;
 	snprintf(why, sizeof(why), "the Service's backend %s",
 	         err == -ETIMEDOUT ? "did not answer the TLS hello in time"
@@ -773,31 +797,6 @@ static void run_on_close(struct relay *r, const struct relay_stats *st)
 }
 
 /*
- * A mutual TLS upstream for r: a kept tunnel to it when the pool has one (protocol 2, no
- * handshake), else a new TLS connection that resumes the session kept for it, probed
- * for probe_ms when not 0 (relay_probe_upstream).
- */
-static int run_upstream(struct relay *r, struct run_conn *c, const struct sockaddr_storage *up,
-                        SSL_CTX *ctx, const struct preamble *pre, uint32_t probe_ms)
-{
-	struct relay_tunnel *t = pool_take(c->w->pool, (const struct sockaddr *)up, c->st, ctx);
-	int err;
-
-	if (t != NULL) {
-		err = relay_use_tunnel(r, (const struct sockaddr *)up, run_len(up), t, pre);
-		if (err == 0)
-			metrics_inc(&run_tunnel_streams, 1);
-		return err;
-	}
-	err = relay_set_upstream(r, (const struct sockaddr *)up, run_len(up), ctx, pre);
-	if (err == 0 && probe_ms > 0)
-		err = relay_probe_upstream(r, probe_ms);
-	if (err == 0)
-		run_resume(r, c, up);
-	return err;
-}
-
-/*
  * Starts the relay of one accepted connection, as its listener's kind says. mesh: an
  * inbound connection that opens with a ClientHello of our protocol (sniff.h).
  */
@@ -809,7 +808,6 @@ static void run_start(struct run_listen *ls, int fd, const struct sockaddr *peer
 	struct run_conn *c = calloc(1, sizeof(*c));
 	SSL_CTX *down = NULL, *up = NULL;
 	struct relay *r = NULL;
-	struct preamble pre;
 	struct sockaddr_storage dst;
 	unsigned flags = 0;
 	bool svc;
@@ -895,27 +893,15 @@ static void run_start(struct run_listen *ls, int fd, const struct sockaddr *peer
 			           : run_same_ip(&slot->addr, &dst))))
 				up = creds_client_ctx(run->creds);
 		}
-		if (up != NULL && svc) {
+		if (up != NULL) {
 			/*
-			 * A Service: mutual TLS on its own port, to whichever backend kube-proxy
-			 * picks, which may have no sidecar (run_on_probe_failed); or a kept TLS
-			 * connection that has carried fewer than tunnel.service_streams (never
-			 * with 0: one TLS connection each, meshlet/1).
+			 * A Service goes to its own port, to whichever backend kube-proxy picks,
+			 * which may have no sidecar; or on a kept TLS connection that has carried
+			 * fewer than tunnel.service_streams.
 			 */
 			c->mtls = true;
-			c->service = true;
-			preamble_from_sockaddr(&pre, (struct sockaddr *)&dst);
-			err = run_upstream(r, c, &dst, up, &pre,
-			                   (uint32_t)run->cfg.service_probe_timeout);
-			if (err == 0 && run->cfg.service_streams == 0 &&
-			    SSL_set_alpn_protos(relay_ssl(r, RELAY_UP), run_alpn_service,
-			                        sizeof(run_alpn_service) - 1) != 0)
-				err = -ENOMEM;
-		} else if (up != NULL) {
-			c->mtls = true;
-			preamble_from_sockaddr(&pre, (struct sockaddr *)&dst);
-			run_set_port(&dst, (uint16_t)run->cfg.port_tunnel);
-			err = run_upstream(r, c, &dst, up, &pre, 0);
+			c->service = svc;
+			err = run_upstream(r, c, up, true);
 		} else {
 			err = relay_set_upstream(r, (struct sockaddr *)&dst, run_len(&dst), NULL,
 			                         NULL);
@@ -934,7 +920,7 @@ static void run_start(struct run_listen *ls, int fd, const struct sockaddr *peer
 		if (up == NULL)
 			goto close;
 		c->mtls = true;
-		err = run_upstream(r, c, &c->st->upstream, up, NULL, 0);
+		err = run_upstream(r, c, up, true);
 		break;
 	case RUN_TERMINATE:
 		err = relay_set_upstream(r, (const struct sockaddr *)&c->st->upstream,

@@ -8,8 +8,6 @@
 
 #define SNIFF_PREFIX "meshlet/"
 
-#define sniff_of_timer(t) ((struct sniff *)(void *)((char *)(t)-offsetof(struct sniff, timer)))
-
 /* The peek goes into a loop buffer: it must hold a whole record. */
 _Static_assert(LOOP_BUF_SIZE >= HELLO_MAX, "LOOP_BUF_SIZE must hold a whole TLS record");
 
@@ -42,10 +40,16 @@ static void sniff_finish(struct sniff *s, enum hello_verdict v)
 #define SNIFF_END    (EPOLLRDHUP | EPOLLHUP | EPOLLERR)
 #define SNIFF_REPEEK 10 /* ms: a wake without new bytes and without an end: look again then */
 
-/* Arms the timer for the deadline that applies now: the hello's once a byte is in. */
+/* The deadline that applies now: the hello's once a byte is in, else the first byte's. */
+static uint64_t sniff_deadline(const struct sniff *s)
+{
+	return s->since + (s->seen > 0 ? s->hello_ms : s->wait_ms);
+}
+
+/* Arms the timer for the deadline, or for ms sooner. */
 static void sniff_arm(struct sniff *s, uint64_t ms)
 {
-	uint64_t now = loop_now(s->loop), end = s->since + (s->seen > 0 ? s->hello_ms : s->wait_ms);
+	uint64_t now = loop_now(s->loop), end = sniff_deadline(s);
 
 	if (end <= now) {
 		sniff_finish(s, HELLO_OTHER);
@@ -117,10 +121,9 @@ static void sniff_io(struct loop *loop, int fd, uint32_t events, void *arg)
 /* A deadline (no first byte in time, no whole hello in time), or a look again. */
 static void sniff_timeout(struct loop *loop, struct loop_timer *t)
 {
-	struct sniff *s = sniff_of_timer(t);
-	uint64_t end = s->since + (s->seen > 0 ? s->hello_ms : s->wait_ms);
+	struct sniff *s = container_of(t, struct sniff, timer);
 
-	if (s->paused && loop_now(loop) < end) {
+	if (s->paused && loop_now(loop) < sniff_deadline(s)) {
 		s->paused = false;
 		if (loop_set_events(loop, s->fd, SNIFF_WATCH) < 0) {
 			sniff_finish(s, HELLO_OTHER);
