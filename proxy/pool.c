@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "pool.h"
+#include "relay_impl.h"
 
 #define POOL_BUCKETS 64
 
@@ -86,13 +87,22 @@ static struct relay_tunnel *entry_remove(struct pool_entry *e)
 	return t;
 }
 
-/* The peer said something while the tunnel was idle (a close, a reset): it is over. */
+static bool tunnel_quiet(const struct relay_tunnel *t);
+
+/*
+ * The peer said something while the tunnel was idle: a TLS message of its own (a session
+ * ticket, which a server sends after the handshake) is taken; anything else (a close, a
+ * reset, data) means it is over.
+ */
 static void pool_io(struct loop *loop, int fd, uint32_t events, void *arg)
 {
+	struct pool_entry *e = arg;
+
 	(void)loop;
 	(void)fd;
 	(void)events;
-	relay_tunnel_close(entry_remove(arg));
+	if (!tunnel_quiet(e->t))
+		relay_tunnel_close(entry_remove(e));
 }
 
 static void pool_expire(struct loop *loop, struct loop_timer *t)
@@ -171,15 +181,26 @@ void pool_put(struct pool *p, const struct sockaddr *addr, const void *owner,
 	p->n++;
 }
 
-/* Whether the socket is quiet: no byte, end or error waiting (the peer has not closed). */
+/*
+ * Whether the tunnel is quiet: no byte of data, end or error waiting (the peer has not
+ * closed). What came is read without taking data (SSL_peek): a session ticket is no data.
+ */
 static bool tunnel_quiet(const struct relay_tunnel *t)
 {
 	char c;
+	int rc, e;
 
-	if (SSL_has_pending(t->ssl))
+	if (!SSL_has_pending(t->ssl) && recv(t->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) < 0 &&
+	    (errno == EAGAIN || errno == EWOULDBLOCK))
+		return true;
+	if (!SSL_is_init_finished(t->ssl))
 		return false;
-	return recv(t->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) < 0 &&
-	       (errno == EAGAIN || errno == EWOULDBLOCK);
+	relay_tls_clear();
+	rc = SSL_peek(t->ssl, &c, 1);
+	e = rc > 0 ? SSL_ERROR_NONE : SSL_get_error(t->ssl, rc);
+	ERR_clear_error();
+	relay_tls_release(t->ssl);
+	return e == SSL_ERROR_WANT_READ;
 }
 
 struct relay_tunnel *pool_take(struct pool *p, const struct sockaddr *addr, const void *owner,

@@ -68,7 +68,8 @@ int preamble_parse(const uint8_t *buf, size_t len, struct preamble *out)
 		return ERR_PREAMBLE_MAGIC;
 	if (len < 5)
 		return 0;
-	if (buf[4] != PREAMBLE_VERSION && buf[4] != PREAMBLE_VERSION_2)
+	if (buf[4] != PREAMBLE_VERSION && buf[4] != PREAMBLE_VERSION_2 &&
+	    buf[4] != PREAMBLE_VERSION_3)
 		return ERR_PREAMBLE_VERSION;
 	p.version = buf[4];
 	if (len < 6)
@@ -101,7 +102,8 @@ int preamble_encode(const struct preamble *p, uint8_t *buf, size_t size)
 	uint8_t version = p->version == 0 ? PREAMBLE_VERSION : p->version;
 
 	if (p->port == 0 || p->flags != 0 ||
-	    (version != PREAMBLE_VERSION && version != PREAMBLE_VERSION_2))
+	    (version != PREAMBLE_VERSION && version != PREAMBLE_VERSION_2 &&
+	     version != PREAMBLE_VERSION_3))
 		return -EINVAL;
 	switch (p->family) {
 	case AF_UNSPEC:

@@ -55,6 +55,7 @@
 #define PREAMBLE_MAGIC      "MSHL"
 #define PREAMBLE_VERSION    1 /* the version of "meshlet/1" tunnels */
 #define PREAMBLE_VERSION_2  2 /* the version of "meshlet/2" tunnels */
+#define PREAMBLE_VERSION_3  3 /* the version of "meshlet/3" streams (an OPEN's payload) */
 #define PREAMBLE_HEADER     10
 #define PREAMBLE_MAX        256
 #define PREAMBLE_FIELD_IPV4 0x01
@@ -62,7 +63,7 @@
 
 /* A parsed preamble: plain data. */
 struct preamble {
-	uint8_t version;  /* 1 or 2 (preamble_encode takes 0 as 1) */
+	uint8_t version;  /* 1, 2 or 3 (preamble_encode takes 0 as 1) */
 	uint16_t port;    /* original destination port, 1 to 65535 */
 	uint8_t flags;    /* 0: version 1 defines no flags */
 	uint8_t family;   /* AF_UNSPEC (no address), AF_INET or AF_INET6 */

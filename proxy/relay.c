@@ -93,6 +93,10 @@ static void relay_free_task(struct loop *loop, struct loop_task *t)
 
 static void half_release(struct relay *r, struct relay_half *h, bool rst)
 {
+	if (h->ms != NULL) {
+		mux_stream_release(h->ms, rst);
+		h->ms = NULL;
+	}
 	/* A tunnel that carried streams ends with close_notify, as far as it goes at once. */
 	if (!rst && h->ssl != NULL && relay_framed(h) && h->fd >= 0 &&
 	    !(SSL_get_shutdown(h->ssl) & SSL_SENT_SHUTDOWN)) {
@@ -235,10 +239,14 @@ void relay_end(struct relay *r, enum relay_result result, enum relay_side side, 
 	}
 	reusable = relay_reusable(r, result);
 	/* A kept tunnel that ends before a byte of its next stream: no stream to report. */
-	idle_end = (r->flags & F_IDLE) && !(r->flags & F_PRE_IN);
+	idle_end = ((r->flags & F_IDLE) && !(r->flags & F_PRE_IN)) || (r->flags & F_DETACHED);
 	r->state = R_CLOSED;
 	ERR_clear_error();
 	loop_timer_stop(r->loop, &r->timer);
+	/* A stream's peer is its connection's (relay_pump takes it once that is up). */
+	if (r->up.ms != NULL && r->up.peer_id == NULL && mux_stream_ready(r->up.ms) &&
+	    mux_peer_id(r->up.ms->mux) != NULL)
+		r->up.peer_id = strdup(mux_peer_id(r->up.ms->mux));
 	/* Before on_close: once the last one has run, the count is 0. */
 	if (r->flags & F_COUNTED)
 		atomic_fetch_sub(&r->cfg->limit->active, 1);
@@ -307,7 +315,7 @@ void relay_replay_drop(struct relay *r)
  * not sent yet; the preamble is made anew. A stream with more than a buffer of them, or
  * that something else already touched (an abort), is not restarted.
  */
-bool relay_restart(struct relay *r)
+bool relay_restart(struct relay *r, int err)
 {
 	struct relay_half *d = &r->down;
 	uint32_t pend = d->buf != NULL ? d->end - d->start - r->pre_len : 0;
@@ -336,10 +344,13 @@ bool relay_restart(struct relay *r)
 	r->streams = 0;
 	r->state = R_CONNECT;
 	loop_timer_stop(r->loop, &r->timer);
-	rc = r->cfg->on_upstream_failed(r, ERR_RELAY_STALE);
+	rc = r->cfg->on_upstream_failed(r, err);
 	if (rc < 0 || !(r->flags & F_UPSTREAM_SET)) {
-		relay_end(r, RELAY_RESET, RELAY_UP, -ECONNRESET,
-		          "tunnel closed before the end of the stream");
+		if (err == ERR_RELAY_STALE || err == ERR_MUX_DOWNGRADE)
+			relay_end(r, RELAY_RESET, RELAY_UP, -ECONNRESET,
+			          "tunnel closed before the end of the stream");
+		else
+			relay_end(r, RELAY_CONNECT_FAILED, RELAY_UP, err, NULL);
 		return true;
 	}
 	loop_queue(r->loop, &r->task, relay_advance_task);
@@ -394,7 +405,7 @@ void relay_close(struct relay *r, enum relay_result result)
 
 /* TLS helpers */
 
-static SSL *tls_new(SSL_CTX *ctx)
+SSL *relay_tls_new(SSL_CTX *ctx)
 {
 	SSL *ssl = SSL_new(ctx);
 
@@ -702,36 +713,75 @@ static void relay_enter_relay(struct relay *r)
 	relay_deadlines(r);
 }
 
+void relay_peer_fill(SSL *ssl, enum relay_side side, struct relay_peer *peer, struct spiffe_id *id,
+                     char text[SPIFFE_ID_MAX + 1])
+{
+	int rc;
+
+	*peer = (struct relay_peer){ .side = side, .ssl = ssl };
+	peer->cert = SSL_get0_peer_certificate(ssl);
+	peer->verified = peer->cert != NULL && SSL_get_verify_result(ssl) == X509_V_OK;
+	if (!peer->verified)
+		return;
+	rc = x509_spiffe_id(peer->cert, id);
+	if (rc == 0)
+		rc = spiffe_id_format(id, text, SPIFFE_ID_MAX + 1);
+	if (rc == 0) {
+		peer->id = id;
+		peer->id_text = text;
+	} else {
+		peer->id_error = rc;
+	}
+}
+
+int64_t relay_tls_not_after(SSL *ssl)
+{
+	X509 *certs[2] = { SSL_get0_peer_certificate(ssl), SSL_get_certificate(ssl) };
+	int64_t na = INT64_MAX, t;
+
+	for (int i = 0; i < 2; i++) {
+		if (certs[i] == NULL || x509_not_after(certs[i], &t) < 0)
+			return 0;
+		if (t < na)
+			na = t;
+	}
+	return na;
+}
+
+void relay_tls_keepalive(int fd)
+{
+	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &(int){ 1 }, sizeof(int));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &(int){ 10 }, sizeof(int));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &(int){ 5 }, sizeof(int));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &(int){ 2 }, sizeof(int));
+}
+
 /* After a handshake: the peer's identity, then the hook. Returns 1, or -1 when closed. */
 static int relay_handshake_done(struct relay *r, struct relay_half *h)
 {
-	struct relay_peer peer = { .side = relay_side_of(r, h), .ssl = h->ssl };
+	struct relay_peer peer;
 	struct spiffe_id id;
 	char text[SPIFFE_ID_MAX + 1];
 	int rc;
 
-	peer.cert = SSL_get0_peer_certificate(h->ssl);
-	peer.verified = peer.cert != NULL && SSL_get_verify_result(h->ssl) == X509_V_OK;
-	if (peer.verified) {
-		rc = x509_spiffe_id(peer.cert, &id);
-		if (rc == 0)
-			rc = spiffe_id_format(&id, text, sizeof(text));
-		if (rc == 0) {
-			h->peer_id = strdup(text);
-			if (h->peer_id == NULL) {
-				relay_end(r, RELAY_RESET, relay_side_of(r, h), -ENOMEM, NULL);
-				return -1;
-			}
-			peer.id = &id;
-			peer.id_text = h->peer_id;
-		} else {
-			peer.id_error = rc;
+	relay_peer_fill(h->ssl, relay_side_of(r, h), &peer, &id, text);
+	if (peer.id_text != NULL) {
+		h->peer_id = strdup(text);
+		if (h->peer_id == NULL) {
+			relay_end(r, RELAY_RESET, relay_side_of(r, h), -ENOMEM, NULL);
+			return -1;
 		}
+		peer.id_text = h->peer_id;
 	}
 	if (r->cfg->on_handshake != NULL) {
 		rc = r->cfg->on_handshake(r, &peer);
 		if (rc < 0) {
 			relay_end(r, RELAY_DENIED, peer.side, rc, NULL);
+			return -1;
+		}
+		/* The hook took the connection (protocol 3): nothing is left to relay. */
+		if (r->flags & F_DETACHED) {
+			relay_end(r, RELAY_CLOSED, peer.side, 0, NULL);
 			return -1;
 		}
 	}
@@ -815,7 +865,9 @@ static int relay_read_preamble(struct relay *r)
 		}
 	}
 	/* The tunnel's protocol (ALPN) says which version its preambles are. */
-	if (p.version != (relay_framed(d) ? PREAMBLE_VERSION_2 : PREAMBLE_VERSION)) {
+	if (p.version != (d->ms != NULL     ? PREAMBLE_VERSION_3
+	                  : relay_framed(d) ? PREAMBLE_VERSION_2
+	                                    : PREAMBLE_VERSION)) {
 		relay_end(r, RELAY_HANDSHAKE_FAILED, RELAY_DOWN, ERR_PREAMBLE_VERSION,
 		          err_str(ERR_PREAMBLE_VERSION));
 		return -1;
@@ -1006,7 +1058,8 @@ void relay_advance(struct relay *r)
 			break;
 		case R_CONNECT:
 			loop_timer_stop(r->loop, &r->timer);
-			if (r->up.fd >= 0) /* a kept tunnel (relay_use_tunnel) */
+			/* A kept tunnel (relay_use_tunnel) or a stream (relay_use_stream). */
+			if (r->up.fd >= 0 || r->up.ms != NULL)
 				relay_enter_relay(r);
 			else
 				relay_connect(r);
@@ -1096,7 +1149,7 @@ struct relay *relay_new(struct loop *loop, const struct relay_config *cfg, int f
 	if (src != NULL)
 		(void)addr_from(&r->src, src, sizeof(struct sockaddr_storage));
 	if (tls != NULL) {
-		r->down.ssl = tls_new(tls);
+		r->down.ssl = relay_tls_new(tls);
 		if (r->down.ssl == NULL || !SSL_set_fd(r->down.ssl, fd)) {
 			rc = -ENOMEM;
 			goto fail;
@@ -1130,13 +1183,13 @@ int relay_set_upstream(struct relay *r, const struct sockaddr *addr, socklen_t l
 	uint8_t enc[PREAMBLE_MAX];
 	SSL *ssl = NULL;
 
-	if (r->state > R_CONNECT || r->up.fd >= 0)
+	if (r->state > R_CONNECT || r->up.fd >= 0 || r->up.ms != NULL)
 		return -EBUSY;
 	if (addr == NULL || addr_from(&dst, addr, len) < 0 || dst.family == AF_UNSPEC)
 		return -EINVAL;
 	if (pre != NULL && preamble_encode(pre, enc, sizeof(enc)) < 0)
 		return -EINVAL;
-	if (tls != NULL && (ssl = tls_new(tls)) == NULL)
+	if (tls != NULL && (ssl = relay_tls_new(tls)) == NULL)
 		return -ENOMEM;
 	/* The preamble is put in front of the client's bytes once the upstream is ready. */
 	r->flags &= (uint16_t)~F_HAS_PRE;
@@ -1174,7 +1227,8 @@ int relay_use_tunnel(struct relay *r, const struct sockaddr *addr, socklen_t len
 	/* Until the peer answers, the stream may have to start again elsewhere. */
 	r->flags |= F_REPLAY;
 	r->up.flags = H_FRAMED;
-	r->flags |= F_REUSED;
+	if (t->streams > 0)
+		r->flags |= F_REUSED;
 	free(t);
 	return 0;
 }
@@ -1237,8 +1291,6 @@ int relay_next_stream(struct relay *r)
 int relay_set_framed(struct relay *r, enum relay_side side)
 {
 	struct relay_half *h = side == RELAY_DOWN ? &r->down : &r->up;
-	X509 *certs[2];
-	int64_t t;
 
 	if (h->ssl == NULL)
 		return -EINVAL;
@@ -1247,23 +1299,108 @@ int relay_set_framed(struct relay *r, enum relay_side side)
 	 * A kept tunnel may sit idle: TCP keep-alive finds a peer that vanished without a word
 	 * (its node died) within about 20 s of quiet, and the idle tunnel is dropped then.
 	 */
-	(void)setsockopt(h->fd, SOL_SOCKET, SO_KEEPALIVE, &(int){ 1 }, sizeof(int));
-	(void)setsockopt(h->fd, IPPROTO_TCP, TCP_KEEPIDLE, &(int){ 10 }, sizeof(int));
-	(void)setsockopt(h->fd, IPPROTO_TCP, TCP_KEEPINTVL, &(int){ 5 }, sizeof(int));
-	(void)setsockopt(h->fd, IPPROTO_TCP, TCP_KEEPCNT, &(int){ 2 }, sizeof(int));
+	relay_tls_keepalive(h->fd);
 	if (side == RELAY_DOWN)
 		r->flags |= F_READ_PREAMBLE;
 	/* Never used past either certificate's notAfter. */
-	r->not_after = INT64_MAX;
-	certs[0] = SSL_get0_peer_certificate(h->ssl);
-	certs[1] = SSL_get_certificate(h->ssl);
-	for (int i = 0; i < 2; i++) {
-		if (certs[i] == NULL || x509_not_after(certs[i], &t) < 0)
-			r->not_after = 0;
-		else if (t < r->not_after)
-			r->not_after = t;
-	}
+	r->not_after = relay_tls_not_after(h->ssl);
 	return 0;
+}
+
+int relay_detach(struct relay *r, enum relay_side side, int *fd, SSL **ssl)
+{
+	struct relay_half *h = side == RELAY_DOWN ? &r->down : &r->up;
+
+	if (h->fd < 0 || h->ssl == NULL || (r->state != R_DOWN_HS && r->state != R_UP_HS))
+		return -EINVAL;
+	loop_unwatch(r->loop, h->fd);
+	*fd = h->fd;
+	*ssl = h->ssl;
+	h->fd = -1;
+	h->ssl = NULL;
+	r->flags |= F_DETACHED;
+	return 0;
+}
+
+/* Protocol 3: the mux says something may have changed for the stream. */
+static void relay_stream_wake(void *arg)
+{
+	struct relay *r = arg;
+	struct relay_half *h = r->up.ms != NULL ? &r->up : &r->down;
+
+	h->flags |= H_RD_READY | H_WR_READY;
+	loop_queue(r->loop, &r->task, relay_advance_task);
+}
+
+int relay_use_stream(struct relay *r, const struct sockaddr *addr, socklen_t len, struct mux *m,
+                     const struct preamble *pre)
+{
+	struct preamble p = pre != NULL ? *pre : (struct preamble){ 0 };
+	uint8_t enc[PREAMBLE_MAX];
+	bool reused = mux_streams_total(m) > 0;
+	int rc = relay_set_upstream(r, addr, len, NULL, NULL), n;
+
+	if (rc < 0)
+		return rc;
+	if (pre == NULL)
+		p.port = r->dst.port;
+	p.version = PREAMBLE_VERSION_3;
+	n = preamble_encode(&p, enc, sizeof(enc));
+	if (n < 0)
+		rc = n;
+	else if ((r->up.ms = mux_open(m, enc, (size_t)n, relay_stream_wake, r, &rc)) != NULL)
+		rc = 0;
+	if (rc < 0) {
+		r->flags &= (uint16_t)~F_UPSTREAM_SET;
+		return rc;
+	}
+	r->attempts++;
+	/* Until the peer takes the stream, it may have to start again elsewhere. */
+	r->flags |= F_REPLAY;
+	if (reused)
+		r->flags |= F_REUSED;
+	return 0;
+}
+
+struct relay *relay_new_stream(struct loop *loop, const struct relay_config *cfg,
+                               struct mux_stream *s, const struct sockaddr *src, bool reused,
+                               void *data, int *err)
+{
+	struct relay *r;
+	const char *peer = s->mux != NULL ? mux_peer_id(s->mux) : NULL;
+
+	if (cfg->limit != NULL) {
+		uint32_t n = atomic_fetch_add(&cfg->limit->active, 1);
+
+		if (cfg->limit->max != 0 && n >= cfg->limit->max) {
+			atomic_fetch_add(&cfg->limit->refused, 1);
+			atomic_fetch_sub(&cfg->limit->active, 1);
+			*err = ERR_RELAY_LIMIT;
+			return NULL;
+		}
+	}
+	r = calloc(1, sizeof(*r));
+	if (r == NULL || (peer != NULL && (r->down.peer_id = strdup(peer)) == NULL)) {
+		if (cfg->limit != NULL)
+			atomic_fetch_sub(&cfg->limit->active, 1);
+		free(r);
+		*err = -ENOMEM;
+		return NULL;
+	}
+	r->loop = loop;
+	r->cfg = cfg;
+	r->data = data;
+	r->down.fd = -1;
+	r->up.fd = -1;
+	r->start_ms = r->active_ms = loop_now(loop);
+	loop_timer_init(&r->timer, relay_timeout);
+	r->flags = F_READ_PREAMBLE | (cfg->limit != NULL ? F_COUNTED : 0) | (reused ? F_REUSED : 0);
+	if (src != NULL)
+		(void)addr_from(&r->src, src, sizeof(struct sockaddr_storage));
+	r->down.ms = s;
+	s->wake = relay_stream_wake;
+	s->arg = r;
+	return r;
 }
 
 void relay_start(struct relay *r)
@@ -1304,7 +1441,11 @@ struct loop *relay_loop(const struct relay *r)
 
 int relay_fd(const struct relay *r, enum relay_side side)
 {
-	return side == RELAY_DOWN ? r->down.fd : r->up.fd;
+	const struct relay_half *h = side == RELAY_DOWN ? &r->down : &r->up;
+
+	if (h->ms != NULL)
+		return h->ms->mux != NULL ? mux_fd(h->ms->mux) : -1;
+	return h->fd;
 }
 
 SSL *relay_ssl(const struct relay *r, enum relay_side side)

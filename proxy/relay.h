@@ -352,6 +352,51 @@ void relay_tunnel_close(struct relay_tunnel *t);
  */
 int relay_next_stream(struct relay *r);
 
+/*
+ * Tunnel protocol 3 (mux.h): many streams at once on one TLS connection.
+ *
+ * relay_detach - from on_handshake of a TLS side: take its connection (socket, unwatched,
+ * and TLS state) to carry protocol 3 streams; the relay then ends at once, with on_close
+ * seeing stats.idle_end (nothing to report). Returns 0, or -EINVAL outside a handshake.
+ */
+int relay_detach(struct relay *r, enum relay_side side, int *fd, SSL **ssl);
+
+struct mux;
+struct mux_stream;
+
+/*
+ * relay_use_stream - like relay_set_upstream, but the upstream is a new stream on m (a
+ * client connection, up or still connecting), opened with pre (version 3; NULL: one
+ * naming addr's port). The stream starts at relay_start. If m fails before the peer took
+ * the stream (its connection was refused, or is an older protocol, or the peer said
+ * GOAWAY), the relay starts it again through on_upstream_failed (the connect's -errno,
+ * ERR_MUX_DOWNGRADE or ERR_RELAY_STALE) with the bytes it sent, kept until then (up to
+ * RELAY_EARLY_LIMIT). Returns 0, -EBUSY (m takes no new streams), -EINVAL or -ENOMEM.
+ */
+int relay_use_stream(struct relay *r, const struct sockaddr *addr, socklen_t len, struct mux *m,
+                     const struct preamble *pre);
+
+/*
+ * relay_new_stream - a server relay for the stream s that a mux's on_open gives, whose
+ * first bytes are its preamble: like relay_new with RELAY_READ_PREAMBLE on a TLS
+ * downstream whose handshake is done (peer: the connection's). reused: the connection
+ * carried streams before. Returns NULL with *err (ERR_RELAY_LIMIT: refused and counted);
+ * s is then still the caller's.
+ */
+struct relay *relay_new_stream(struct loop *loop, const struct relay_config *cfg,
+                               struct mux_stream *s, const struct sockaddr *src, bool reused,
+                               void *data, int *err);
+
+/* TLS helpers shared with mux.c. */
+SSL *relay_tls_new(SSL_CTX *ctx); /* partial writes, released buffers, read-ahead */
+/* The peer of a completed handshake on ssl; id and text hold what peer points to. */
+void relay_peer_fill(SSL *ssl, enum relay_side side, struct relay_peer *peer, struct spiffe_id *id,
+                     char text[SPIFFE_ID_MAX + 1]);
+/* The earlier notAfter of both certificates (Unix seconds), 0 when unknown. */
+int64_t relay_tls_not_after(SSL *ssl);
+/* TCP keep-alive for a kept connection: a peer that vanished is found within ~20 s. */
+void relay_tls_keepalive(int fd);
+
 /* relay_peer_id - the verified SPIFFE ID of a side's TLS peer, or NULL. */
 const char *relay_peer_id(const struct relay *r, enum relay_side side);
 
@@ -361,7 +406,10 @@ void *relay_data(const struct relay *r);
 /* relay_loop - the loop the relay runs on. */
 struct loop *relay_loop(const struct relay *r);
 
-/* relay_fd - the socket of a side, or -1 (upstream not connected yet, or closed). */
+/*
+ * relay_fd - the socket of a side (of a protocol 3 stream: its connection's), or -1
+ * (upstream not connected yet, or closed).
+ */
 int relay_fd(const struct relay *r, enum relay_side side);
 
 /* relay_ssl - the TLS connection of a side (to set SNI, ALPN or a session), or NULL. */

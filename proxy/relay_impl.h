@@ -8,6 +8,7 @@
 
 #include <openssl/err.h>
 
+#include "mux.h"
 #include "relay.h"
 
 /* Rounds of reading and writing per wakeup before other connections get their turn. */
@@ -77,6 +78,7 @@ enum {
 	F_PRE_IN = 1 << 11,     /* a kept tunnel got a byte of its next preamble */
 	F_PROBE = 1 << 12,      /* the upstream may not speak TLS to us (relay_probe_upstream) */
 	F_REPLAY = 1 << 13,     /* on a kept tunnel, the peer has not answered: keep what we sent */
+	F_DETACHED = 1 << 14,   /* on_handshake took the downstream connection (relay_detach) */
 };
 
 /* An address, small: the relay keeps two. */
@@ -102,9 +104,10 @@ struct relay_half {
 	bool wq_end; /* framed: the frame in wq ends the stream's direction */
 	char *buf;
 	SSL *ssl;
-	char *wq;         /* framed: a frame made for this side (a loop buffer), or NULL */
-	uint64_t written; /* bytes of the stream written to this side */
-	char *peer_id;    /* the verified SPIFFE ID of a TLS peer, or NULL */
+	char *wq;              /* framed: a frame made for this side (a loop buffer), or NULL */
+	uint64_t written;      /* bytes of the stream written to this side */
+	char *peer_id;         /* the verified SPIFFE ID of a TLS peer, or NULL */
+	struct mux_stream *ms; /* a stream of tunnel protocol 3 instead of a socket (fd -1) */
 };
 
 struct relay {
@@ -144,10 +147,14 @@ void relay_replay_drop(struct relay *r);
 
 /*
  * A kept tunnel ended with the peer's close_notify before a byte of this stream came back
- * (F_REPLAY): start the stream again on a new connection. Returns true when it did (or
- * closed the relay trying), false when the stream cannot be restarted.
+ * (F_REPLAY), or a protocol 3 stream was not taken or its connection never came up: start
+ * the stream again on a new connection, which on_upstream_failed(err) sets. Returns true
+ * when it did (or closed the relay trying), false when the stream cannot be restarted.
  */
-bool relay_restart(struct relay *r);
+bool relay_restart(struct relay *r, int err);
+
+/* A protocol 3 stream of h failed (h->ms->fail): restart, or end the relay. */
+void relay_stream_failed(struct relay *r, struct relay_half *h);
 
 /* Bytes of h's buffer that may be written to the other side now. */
 static inline uint32_t relay_ready(const struct relay *r, const struct relay_half *h)

@@ -7,6 +7,7 @@
 
 #include <openssl/err.h>
 
+#include "meshlet/err.h"
 #include "relay_impl.h"
 
 static bool half_may_read(const struct relay *r, const struct relay_half *h)
@@ -20,6 +21,9 @@ static bool half_may_read(const struct relay *r, const struct relay_half *h)
 
 static uint32_t half_limit(const struct relay *r)
 {
+	/* A stream whose connection is not up yet may have to start again elsewhere. */
+	if (r->up.ms != NULL && !mux_stream_ready(r->up.ms))
+		return RELAY_EARLY_LIMIT;
 	return r->state == R_RELAY ? LOOP_BUF_SIZE : RELAY_EARLY_LIMIT;
 }
 
@@ -101,7 +105,7 @@ static int tls_read_failed(struct relay *r, struct relay_half *h, int rc)
 		 */
 		if (relay_framed(h) && r->state != R_PREAMBLE) {
 			/* Before a byte of our stream came back: the peer did not take it. */
-			if (h == &r->up && relay_restart(r))
+			if (h == &r->up && relay_restart(r, ERR_RELAY_STALE))
 				return -1;
 			half_fail(r, h, -ECONNRESET, "tunnel closed before the end of the stream");
 			return -1;
@@ -237,6 +241,62 @@ static size_t preamble_need(const struct relay_half *h)
 	return total > have ? total - have : 1;
 }
 
+void relay_stream_failed(struct relay *r, struct relay_half *h)
+{
+	struct mux_stream *s = h->ms;
+	int err = s->error;
+
+	switch (s->fail) {
+	case MUX_FAIL_CONNECT:
+	case MUX_FAIL_DOWNGRADE:
+	case MUX_FAIL_REFUSED:
+		/* Nothing of the stream reached an application: it starts again elsewhere. */
+		if (h == &r->up && relay_restart(r, err))
+			return;
+		if (s->fail == MUX_FAIL_CONNECT) {
+			relay_end(r, RELAY_CONNECT_FAILED, RELAY_UP, err, NULL);
+			return;
+		}
+		relay_end(r, RELAY_RESET, relay_side_of(r, h), -ECONNRESET,
+		          "tunnel closed before the end of the stream");
+		return;
+	case MUX_FAIL_HANDSHAKE:
+		relay_end(r, err == -ETIMEDOUT ? RELAY_TIMEOUT : RELAY_HANDSHAKE_FAILED,
+		          relay_side_of(r, h), err, s->reason);
+		return;
+	case MUX_FAIL_DENIED:
+		relay_end(r, RELAY_DENIED, relay_side_of(r, h), err, NULL);
+		return;
+	default:
+		half_fail(r, h, err != 0 ? err : -ECONNRESET, s->reason);
+		return;
+	}
+}
+
+/* Reads from a protocol 3 stream into h's buffer (which has room up to limit). */
+static int stream_read(struct relay *r, struct relay_half *h, uint32_t limit)
+{
+	ssize_t n = mux_stream_read(h->ms, h->buf + h->end, limit - h->end);
+
+	/* Bytes: the next call (no system call) finds the end, a failure or nothing. */
+	if (n > 0) {
+		h->end += (uint32_t)n;
+		r->active_ms = loop_now(r->loop);
+		return 1;
+	}
+	relay_pump_drop_buf(r, h);
+	if (n == MUX_EOF) {
+		h->flags |= H_RD_EOF;
+		return 1;
+	}
+	if (n < 0) {
+		relay_stream_failed(r, h);
+		return -1;
+	}
+	h->flags &= (uint16_t)~H_RD_READY;
+	return 0;
+}
+
 /*
  * Reads from h into its buffer. Returns 1 when something happened (bytes or the end of
  * the stream), 0 when nothing could be read now, -1 when the relay was closed.
@@ -249,6 +309,9 @@ int relay_pump_read(struct relay *r, struct relay_half *h)
 
 	if (!(h->flags & H_RD_READY) || (h->flags & H_RD_EOF))
 		return 0;
+	/* Nothing queued: no buffer is needed to learn that. */
+	if (h->ms != NULL && h->ms->head == NULL)
+		return stream_read(r, h, 0);
 	if (h->buf == NULL) {
 		h->buf = loop_buf_get(r->loop);
 		if (h->buf == NULL) {
@@ -265,6 +328,8 @@ int relay_pump_read(struct relay *r, struct relay_half *h)
 		h->start = 0;
 	}
 	want = limit - h->end;
+	if (h->ms != NULL)
+		return stream_read(r, h, limit);
 	if (h->ssl != NULL)
 		return tls_read(r, h, limit);
 	n = read(h->fd, h->buf + h->end, want);
@@ -450,7 +515,24 @@ static int half_write(struct relay *r, struct relay_half *h)
 	len = relay_ready(r, s);
 	if (len == 0 || !(h->flags & H_WR_READY))
 		return 0;
-	if (h->ssl != NULL) {
+	if (h->ms != NULL) {
+		n = mux_stream_write(h->ms, s->buf + s->start, len);
+		if (n < 0) {
+			relay_stream_failed(r, h);
+			return -1;
+		}
+		if (n == 0) {
+			h->flags &= (uint16_t)~H_WR_READY;
+			return 0;
+		}
+		/* Until the peer takes the stream, what went out is kept for a restart. */
+		if (r->flags & F_REPLAY) {
+			if (mux_stream_answered(h->ms))
+				relay_replay_drop(r);
+			else
+				frame_keep(r, s->buf + s->start, (uint32_t)n);
+		}
+	} else if (h->ssl != NULL) {
 		int rc, e;
 
 		relay_tls_clear();
@@ -503,6 +585,23 @@ static int half_shut(struct relay *r, struct relay_half *h)
 	/* A framed side ends its direction with an END frame (frame_write), not a shutdown. */
 	if ((h->flags & H_WR_SHUT) || !(s->flags & H_RD_EOF) || s->buf != NULL || relay_framed(h))
 		return 0;
+	if (h->ms != NULL) {
+		int rc;
+
+		if (!(h->flags & H_WR_READY))
+			return 0;
+		rc = mux_stream_end(h->ms);
+		if (rc < 0) {
+			relay_stream_failed(r, h);
+			return -1;
+		}
+		if (rc == 0) {
+			h->flags &= (uint16_t)~H_WR_READY;
+			return 0;
+		}
+		h->flags |= H_WR_SHUT;
+		return 1;
+	}
 	if (h->ssl != NULL) {
 		int rc, e;
 
@@ -575,6 +674,20 @@ void relay_pump_update(struct relay *r)
  */
 void relay_pump(struct relay *r)
 {
+	struct relay_half *sh = r->up.ms != NULL ? &r->up : r->down.ms != NULL ? &r->down : NULL;
+
+	/* A stream that failed, with nothing left to read, ends the relay now. */
+	if (sh != NULL && sh->ms->fail != MUX_FAIL_NONE && sh->ms->head == NULL &&
+	    !((sh->flags & H_RD_EOF) && (sh->flags & H_WR_SHUT))) {
+		relay_stream_failed(r, sh);
+		return;
+	}
+	if (sh != NULL && (r->flags & F_REPLAY) && mux_stream_answered(sh->ms))
+		relay_replay_drop(r);
+	/* The peer of a client stream is its connection's, known once that is up. */
+	if (sh == &r->up && sh->peer_id == NULL && mux_stream_ready(sh->ms) &&
+	    mux_peer_id(sh->ms->mux) != NULL)
+		sh->peer_id = strdup(mux_peer_id(sh->ms->mux));
 	for (int round = 0; round < RELAY_PUMP_ROUNDS; round++) {
 		int progress = 0;
 

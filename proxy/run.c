@@ -22,6 +22,7 @@
 #include "creds.h"
 #include "identity.h"
 #include "listener.h"
+#include "mux.h"
 #include "pool.h"
 #include "relay.h"
 #include "run.h"
@@ -29,10 +30,17 @@
 #include "sniff.h"
 
 #define PROG "meshlet-proxy run"
-/* Tunnel protocol 2 (streams over kept connections) first; 1 for older peers. */
-#define RUN_ALPN    "meshlet/2,meshlet/1"
-#define RUN_ALPN_V1 "meshlet/1"
-#define RUN_ALPN_2  "meshlet/2"
+/*
+ * What a server picks, best first: tunnel protocol 3 (streams at once on one connection),
+ * 2 (streams one after another on kept connections), 1 for older peers. A client offers
+ * 3 only on the connections it multiplexes (mux.c), and 2 and 1 on the others.
+ */
+#define RUN_ALPN_MUX "meshlet/3,meshlet/2,meshlet/1"
+#define RUN_ALPN     "meshlet/2,meshlet/1"
+#define RUN_ALPN_V1  "meshlet/1"
+#define RUN_ALPN_2   "meshlet/2"
+#define RUN_ALPN_3   "meshlet/3"
+static const unsigned char run_alpn_kept[] = "\x09meshlet/2\x09meshlet/1";
 /* A Service's connections with tunnel.service_streams 0: one TLS connection each. */
 static const unsigned char run_alpn_service[] = "\x09meshlet/1";
 #define RUN_MAX_STATIC  16
@@ -43,6 +51,9 @@ static const unsigned char run_alpn_service[] = "\x09meshlet/1";
 #define RUN_SESSION_SLOTS 256
 /* Idle tunnels kept per worker for later streams (protocol 2). */
 #define RUN_POOL_MAX 1024
+/* Client connections of protocol 3 by destination, and peers remembered as older. */
+#define RUN_MUX_BUCKETS 64
+#define RUN_NOMUX_SLOTS 256
 
 enum run_kind { RUN_OUTBOUND, RUN_INBOUND, RUN_TUNNEL, RUN_ORIGINATE, RUN_TERMINATE, RUN_KINDS };
 static const char *const run_kind_names[] = { "outbound",  "inbound",   "tunnel",
@@ -87,8 +98,9 @@ static struct metrics_counter run_fallbacks = METRICS_COUNTER(
     NULL);
 static struct metrics_counter run_restarts = METRICS_COUNTER(
     "meshlet_proxy_stream_restarts_total",
-    "Connections started again on a new TLS connection because the kept one they were "
-    "started on was closed by the peer before it took them (tunnel protocol 2).",
+    "Connections started again on a new TLS connection because the peer closed the one "
+    "they were started on before it took them (a kept one of tunnel protocol 2, or GOAWAY "
+    "in protocol 3).",
     NULL, NULL);
 static struct metrics_counter run_strict_refusals = METRICS_COUNTER(
     "meshlet_proxy_strict_refusals_total",
@@ -96,9 +108,9 @@ static struct metrics_counter run_strict_refusals = METRICS_COUNTER(
 static const char *const run_tunnel_names[] = { "new", "reused", NULL };
 static struct metrics_counter run_tunnel_streams = METRICS_COUNTER(
     "meshlet_proxy_tunnel_streams_total",
-    "Connections carried in mutual TLS, by whether their TLS connection was new or one kept "
-    "from an earlier connection (tunnel protocol 2), by listener side (client: outbound "
-    "and originate; server: tunnel and terminate).",
+    "Connections carried in mutual TLS, by whether their TLS connection was new or had "
+    "carried an earlier connection (tunnel protocols 2 and 3), by listener side (client: "
+    "outbound and originate; server: tunnel and terminate).",
     "tunnel", run_tunnel_names);
 
 /* A static listener's target. */
@@ -127,6 +139,8 @@ struct run_conn {
 	bool service;   /* outbound: to a Service address, on its own port (probed) */
 	bool restarted; /* started again after its kept tunnel closed (run_restart) */
 	bool captured;  /* inbound: mutual TLS that came to the capture port (via a Service) */
+	bool muxed;     /* a stream of tunnel protocol 3 */
+	bool mux_fresh; /* client: its connection was made for it */
 	struct run_conn *idle_next, *idle_prev; /* server side: a kept tunnel between streams */
 	bool idle;
 	struct sockaddr_storage orig; /* outbound: the original destination */
@@ -135,6 +149,8 @@ struct run_conn {
 
 /* The SSL ex_data index that points an upstream TLS connection at its struct run_conn. */
 static int run_conn_index = -1;
+/* The same for a client connection of protocol 3, at its struct run_mux. */
+static int run_mux_index = -1;
 
 struct run_fallback {
 	struct sockaddr_storage addr;
@@ -159,6 +175,29 @@ struct run_sniff {
 	socklen_t plen;
 };
 
+/*
+ * A connection of tunnel protocol 3 (mux.h) and what its streams are: a client's goes to
+ * addr for the listener st, made from ctx (compared, not held: the mux's TLS state holds
+ * it); a server's streams are those of the listener that accepted it.
+ */
+struct run_mux {
+	struct run_worker *w;
+	struct mux *m;
+	struct run_mux *next, *prev;
+	bool server;
+	enum run_kind kind;
+	const struct run_static *st;
+	bool captured;
+	struct sockaddr_storage orig;
+	struct sockaddr_storage addr;
+};
+
+/* A peer that answered protocol 3 with an older one: not asked again for a while. */
+struct run_nomux {
+	struct sockaddr_storage addr;
+	uint64_t until_ms;
+};
+
 /* One listening socket of a worker, and what its connections are. */
 struct run_listen {
 	struct run_worker *w;
@@ -176,9 +215,12 @@ struct run_worker {
 	size_t nlistens;
 	struct run_fallback fallback[RUN_FALLBACK_SLOTS];
 	struct run_session sessions[RUN_SESSION_SLOTS];
-	struct pool *pool;     /* client side: idle tunnels to start streams on */
-	struct run_conn *idle; /* server side: kept tunnels waiting for a stream */
-	struct sniff *sniffs;  /* inbound connections whose first bytes are awaited */
+	struct pool *pool;                      /* client side: idle tunnels to start streams on */
+	struct run_conn *idle;                  /* server side: kept tunnels waiting for a stream */
+	struct run_mux *muxes[RUN_MUX_BUCKETS]; /* client side: protocol 3, by destination */
+	struct run_mux *server_muxes;           /* server side: protocol 3 */
+	struct run_nomux nomux[RUN_NOMUX_SLOTS];
+	struct sniff *sniffs; /* inbound connections whose first bytes are awaited */
 };
 
 struct run {
@@ -188,6 +230,7 @@ struct run {
 	struct identity *identity;
 	struct admin *admin;
 	struct relay_config relay_cfg;
+	struct mux_config mux_cfg, mux_server_cfg;
 	struct relay_limit limit;
 	struct capture_cidrs mesh, required, services;
 	struct run_static statics[RUN_MAX_STATIC];
@@ -286,32 +329,46 @@ static bool run_same_addr(const struct sockaddr_storage *a, const struct sockadd
 static int run_new_session(SSL *ssl, SSL_SESSION *sess)
 {
 	struct run_conn *c = SSL_get_ex_data(ssl, run_conn_index);
+	struct run_mux *rm = SSL_get_ex_data(ssl, run_mux_index);
+	struct run_worker *w = c != NULL ? c->w : rm != NULL ? rm->w : NULL;
+	const struct sockaddr_storage *up = c != NULL ? &c->up : rm != NULL ? &rm->addr : NULL;
 	struct run_session *slot;
 
-	if (c == NULL || c->up.ss_family == AF_UNSPEC)
+	if (w == NULL || up->ss_family == AF_UNSPEC)
 		return 0;
-	slot = &c->w->sessions[run_addr_slot(&c->up, RUN_SESSION_SLOTS)];
+	slot = &w->sessions[run_addr_slot(up, RUN_SESSION_SLOTS)];
 	SSL_SESSION_free(slot->sess);
-	slot->addr = c->up;
+	slot->addr = *up;
 	slot->sess = sess;
 	return 1;
+}
+
+/* The session kept for up, when there is a fresh one. */
+static SSL_SESSION *run_session_for(struct run_worker *w, const struct sockaddr_storage *up)
+{
+	struct run_session *slot = &w->sessions[run_addr_slot(up, RUN_SESSION_SLOTS)];
+
+	if (slot->sess != NULL && run_same_addr(&slot->addr, up) &&
+	    SSL_SESSION_is_resumable(slot->sess) &&
+	    (time_t)(SSL_SESSION_get_time(slot->sess) + SSL_SESSION_get_timeout(slot->sess)) >
+	        time(NULL))
+		return slot->sess;
+	return NULL;
 }
 
 /* Offers the session kept for the upstream of c, when there is a fresh one. */
 static void run_resume(struct relay *r, struct run_conn *c, const struct sockaddr_storage *up)
 {
 	SSL *ssl = relay_ssl(r, RELAY_UP);
-	struct run_session *slot = &c->w->sessions[run_addr_slot(up, RUN_SESSION_SLOTS)];
+	SSL_SESSION *sess;
 
 	if (ssl == NULL)
 		return;
 	c->up = *up;
 	SSL_set_ex_data(ssl, run_conn_index, c);
-	if (slot->sess != NULL && run_same_addr(&slot->addr, up) &&
-	    SSL_SESSION_is_resumable(slot->sess) &&
-	    (time_t)(SSL_SESSION_get_time(slot->sess) + SSL_SESSION_get_timeout(slot->sess)) >
-	        time(NULL))
-		creds_resume(ssl, slot->sess);
+	sess = run_session_for(c->w, up);
+	if (sess != NULL)
+		creds_resume(ssl, sess);
 }
 
 /*
@@ -501,22 +558,43 @@ static bool run_alpn_ours(SSL *ssl)
 	return n > 0;
 }
 
+/* Whether the handshake on ssl chose tunnel protocol 3. */
+static bool run_alpn_3(SSL *ssl)
+{
+	const unsigned char *p;
+	unsigned int n;
+
+	SSL_get0_alpn_selected(ssl, &p, &n);
+	return n == sizeof(RUN_ALPN_3) - 1 && memcmp(p, RUN_ALPN_3, n) == 0;
+}
+
 /*
- * Authorization hook: a TLS peer must have a verified SPIFFE ID of our trust domain, and a
- * static originate listener's upstream must be the ID it names.
+ * A TLS peer must have a verified SPIFFE ID of our trust domain, and a static originate
+ * listener's upstream (st) must be the ID it names. Returns 0, or -EACCES, logged.
  */
+static int run_check_peer(struct run *run, enum run_kind kind, const struct run_static *st,
+                          const struct relay_peer *peer)
+{
+	if (peer->id == NULL || !spiffe_id_member_of(peer->id, run->cfg.trust_domain) ||
+	    (peer->side == RELAY_UP && st != NULL && st->has_id &&
+	     !spiffe_id_equal(peer->id, &st->id))) {
+		metrics_inc(&run_denials, 0);
+		log_warnx("peer refused", LOG_STR("listener", run_kind_names[kind]),
+		          LOG_STR("peer", peer->id_text != NULL ? peer->id_text : "(none)"));
+		return -EACCES;
+	}
+	return 0;
+}
+
+static int run_mux_accept(struct relay *r, struct run_conn *c, const struct relay_peer *peer);
+
+/* Authorization hook: run_check_peer, then the protocol the handshake chose. */
 static int run_on_handshake(struct relay *r, const struct relay_peer *peer)
 {
 	struct run_conn *c = relay_data(r);
 
-	if (peer->id == NULL || !spiffe_id_member_of(peer->id, c->w->run->cfg.trust_domain) ||
-	    (peer->side == RELAY_UP && c->st != NULL && c->st->has_id &&
-	     !spiffe_id_equal(peer->id, &c->st->id))) {
-		metrics_inc(&run_denials, 0);
-		log_warnx("peer refused", LOG_STR("listener", run_kind_names[c->kind]),
-		          LOG_STR("peer", peer->id_text != NULL ? peer->id_text : "(none)"));
+	if (run_check_peer(c->w->run, c->kind, c->st, peer) < 0)
 		return -EACCES;
-	}
 	/* Behind a Service, a TLS server of the mesh that is no proxy would take our preamble
 	 * for its application's bytes. */
 	if (peer->side == RELAY_UP && c->service && !run_alpn_ours(peer->ssl)) {
@@ -526,6 +604,9 @@ static int run_on_handshake(struct relay *r, const struct relay_peer *peer)
 		                         "meshlet ALPN) but holds a certificate of the mesh"));
 		return -EACCES;
 	}
+	/* Protocol 3: the connection carries streams of its own (run_mux_on_open). */
+	if (peer->side == RELAY_DOWN && run_alpn_3(peer->ssl))
+		return run_mux_accept(r, c, peer);
 	metrics_inc(&run_tunnel_streams, 0);
 	/* Protocol 2: streams; a terminate listener authorizes each (on_preamble). */
 	if (run_alpn_2(peer->ssl))
@@ -574,6 +655,264 @@ static int run_on_preamble(struct relay *r, const struct preamble *p)
 		return -EACCES;
 	run_set_port(&local, p->port);
 	return relay_set_upstream(r, (struct sockaddr *)&local, run_len(&local), NULL, NULL);
+}
+
+/* Protocol 3 connections of a worker */
+
+static struct run_mux **run_mux_list(struct run_mux *rm)
+{
+	return rm->server ? &rm->w->server_muxes
+	                  : &rm->w->muxes[run_addr_slot(&rm->addr, RUN_MUX_BUCKETS)];
+}
+
+static void run_mux_link(struct run_mux *rm)
+{
+	struct run_mux **head = run_mux_list(rm);
+
+	rm->prev = NULL;
+	rm->next = *head;
+	if (*head != NULL)
+		(*head)->prev = rm;
+	*head = rm;
+}
+
+static void run_mux_unlink(struct run_mux *rm)
+{
+	if (rm->prev != NULL)
+		rm->prev->next = rm->next;
+	else
+		*run_mux_list(rm) = rm->next;
+	if (rm->next != NULL)
+		rm->next->prev = rm->prev;
+}
+
+static struct run_nomux *run_nomux_slot(struct run_worker *w, const struct sockaddr_storage *a)
+{
+	return &w->nomux[run_addr_slot(a, RUN_NOMUX_SLOTS)];
+}
+
+/* A peer that spoke an older protocol is asked again after outbound.fallback_ttl. */
+static bool run_nomux(struct run_worker *w, const struct sockaddr_storage *a)
+{
+	struct run_nomux *slot = run_nomux_slot(w, a);
+
+	return slot->until_ms > loop_now(w->loop) && run_same_addr(&slot->addr, a);
+}
+
+/* Client: the handshake of a protocol 3 connection is done: the same checks as a relay's. */
+static int run_mux_on_handshake(struct mux *m, const struct relay_peer *peer)
+{
+	struct run_mux *rm = mux_arg(m);
+
+	return run_check_peer(rm->w->run, rm->kind, rm->st, peer);
+}
+
+/*
+ * A protocol 3 connection ends: it is no longer found; a handshake that failed is counted
+ * once (its streams do not count it again); an older peer is remembered.
+ */
+static void run_mux_on_gone(struct mux *m, enum mux_fail how)
+{
+	struct run_mux *rm = mux_arg(m);
+	struct run_worker *w = rm->w;
+	char dst[64];
+
+	run_mux_unlink(rm);
+	if (how == MUX_FAIL_HANDSHAKE && mux_ssl(m) != NULL)
+		metrics_inc(&run_handshake_failures, creds_handshake_failure(mux_ssl(m), NULL, 0));
+	if (how == MUX_FAIL_DOWNGRADE) {
+		struct run_nomux *slot = run_nomux_slot(w, &rm->addr);
+		struct relay_tunnel *t;
+		int fd;
+		SSL *ssl;
+
+		/* Protocol 2: the connection is kept for the first of its streams to start again.
+		 */
+		if (run_alpn_2(mux_ssl(m)) && (t = calloc(1, sizeof(*t))) != NULL) {
+			if (mux_take(m, &fd, &ssl) == 0) {
+				SSL_set_ex_data(ssl, run_mux_index, NULL);
+				relay_tls_keepalive(fd);
+				t->fd = fd;
+				t->ssl = ssl;
+				t->peer_id = mux_peer_id(m) != NULL ? strdup(mux_peer_id(m)) : NULL;
+				t->not_after = relay_tls_not_after(ssl);
+				t->idle_since = loop_now(w->loop);
+				pool_put(w->pool, (const struct sockaddr *)&rm->addr, rm->st, t);
+			} else {
+				free(t);
+			}
+		}
+		slot->addr = rm->addr;
+		slot->until_ms = loop_now(w->loop) + (uint64_t)w->run->cfg.fallback_ttl;
+		run_addr_text(&rm->addr, dst, sizeof(dst));
+		log_info("peer proxy speaks an older tunnel protocol: one TLS connection per "
+		         "connection",
+		         LOG_STR("destination", dst),
+		         LOG_INT("remembered_ms", w->run->cfg.fallback_ttl));
+	}
+	if (mux_ssl(m) != NULL)
+		SSL_set_ex_data(mux_ssl(m), run_mux_index, NULL);
+	free(rm);
+}
+
+/*
+ * Server: whether a connection was made with the identity and trust bundle in force now.
+ * One made before a change takes no new streams (GOAWAY: clients make new connections).
+ */
+static bool run_mux_current(struct run *run, struct mux *m)
+{
+	SSL_CTX *now = creds_server_ctx(run->creds);
+	bool same = now != NULL && SSL_get_SSL_CTX(mux_ssl(m)) == now;
+
+	SSL_CTX_free(now);
+	return same;
+}
+
+/* Server: a new stream on a protocol 3 connection is a relay of its own. */
+static int run_mux_on_open(struct mux *m, struct mux_stream *s)
+{
+	struct run_mux *rm = mux_arg(m);
+	struct run_worker *w = rm->w;
+	struct run *run = w->run;
+	struct sockaddr_storage peer;
+	socklen_t plen = sizeof(peer);
+	bool reused = mux_streams_total(m) > 1;
+	struct run_conn *c;
+	struct relay *r;
+	int err;
+
+	if (atomic_load(&run->draining) || !run_mux_current(run, m))
+		return MUX_OPEN_GOAWAY;
+	c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return -ENOMEM;
+	c->w = w;
+	c->kind = rm->kind;
+	c->st = rm->st;
+	c->mtls = true;
+	c->muxed = true;
+	c->rule = -1;
+	c->captured = rm->captured;
+	c->orig = rm->orig;
+	if (getpeername(mux_fd(m), (struct sockaddr *)&peer, &plen) < 0)
+		peer.ss_family = AF_UNSPEC;
+	r = relay_new_stream(w->loop, &run->relay_cfg, s,
+	                     peer.ss_family != AF_UNSPEC ? (struct sockaddr *)&peer : NULL, reused,
+	                     c, &err);
+	if (r == NULL) {
+		free(c);
+		return err;
+	}
+	c->r = r;
+	metrics_inc(&run_tunnel_streams, reused ? 1 : 0);
+	relay_start(r);
+	return 0;
+}
+
+/* Server: the handshake chose protocol 3: the connection becomes a mux, the relay ends. */
+static int run_mux_accept(struct relay *r, struct run_conn *c, const struct relay_peer *peer)
+{
+	struct run_worker *w = c->w;
+	struct run_mux *rm = calloc(1, sizeof(*rm));
+	int fd, err;
+	SSL *ssl;
+
+	if (rm == NULL)
+		return -ENOMEM;
+	if (relay_detach(r, RELAY_DOWN, &fd, &ssl) < 0) {
+		free(rm);
+		return -EINVAL;
+	}
+	rm->w = w;
+	rm->server = true;
+	rm->kind = c->kind;
+	rm->st = c->st;
+	rm->captured = c->captured;
+	rm->orig = c->orig;
+	rm->m = mux_accept(w->loop, &w->run->mux_server_cfg, fd, ssl, peer->id_text,
+	                   relay_tls_not_after(ssl), rm, &err);
+	if (rm->m == NULL) {
+		free(rm);
+		return 0; /* the relay ends anyway: detached */
+	}
+	run_mux_link(rm);
+	return 0;
+}
+
+/* Client: a protocol 3 connection to up for the listener st, from ctx, or NULL. */
+static struct run_mux *run_mux_find(struct run_worker *w, const struct sockaddr_storage *up,
+                                    const struct run_static *st, SSL_CTX *ctx)
+{
+	struct run_mux *rm = w->muxes[run_addr_slot(up, RUN_MUX_BUCKETS)], *next;
+
+	for (; rm != NULL; rm = next) {
+		next = rm->next;
+		if (rm->st != st || !run_same_addr(&rm->addr, up))
+			continue;
+		/* Made with an identity or trust bundle that changed since: retired. */
+		if (SSL_get_SSL_CTX(mux_ssl(rm->m)) != ctx) {
+			mux_goaway(rm->m);
+			continue;
+		}
+		if (mux_usable(rm->m, RELAY_TUNNEL_CERT_MARGIN_S))
+			return rm;
+	}
+	return NULL;
+}
+
+/* Client: a new protocol 3 connection to up (it connects in the background), or NULL. */
+static struct run_mux *run_mux_dial(struct run_worker *w, const struct sockaddr_storage *up,
+                                    const struct run_static *st, enum run_kind kind, SSL_CTX *ctx)
+{
+	struct run_mux *rm = calloc(1, sizeof(*rm));
+	SSL *ssl = rm != NULL ? relay_tls_new(ctx) : NULL;
+	SSL_SESSION *sess;
+	int err;
+
+	if (ssl == NULL) {
+		free(rm);
+		return NULL;
+	}
+	rm->w = w;
+	rm->kind = kind;
+	rm->st = st;
+	rm->addr = *up;
+	SSL_set_ex_data(ssl, run_mux_index, rm);
+	sess = run_session_for(w, up);
+	if (sess != NULL)
+		creds_resume(ssl, sess);
+	rm->m = mux_connect(w->loop, &w->run->mux_cfg, (const struct sockaddr *)up, run_len(up),
+	                    ssl, rm, &err);
+	if (rm->m == NULL) {
+		free(rm);
+		return NULL;
+	}
+	run_mux_link(rm);
+	return rm;
+}
+
+/* Draining: no new streams on any protocol 3 connection; each closes once it has none. */
+static void run_mux_goaway_all(struct run_worker *w)
+{
+	for (size_t i = 0; i <= RUN_MUX_BUCKETS; i++) {
+		struct run_mux *rm = i < RUN_MUX_BUCKETS ? w->muxes[i] : w->server_muxes, *next;
+
+		for (; rm != NULL; rm = next) {
+			next = rm->next;
+			mux_goaway(rm->m);
+		}
+	}
+}
+
+/* Stopping: what is left closes now. */
+static void run_mux_abort_all(struct run_worker *w)
+{
+	for (size_t i = 0; i <= RUN_MUX_BUCKETS; i++) {
+		struct run_mux **head = i < RUN_MUX_BUCKETS ? &w->muxes[i] : &w->server_muxes;
+
+		while (*head != NULL)
+			mux_abort((*head)->m); /* on_gone unlinks it */
+	}
 }
 
 /*
@@ -631,19 +970,46 @@ static int run_upstream(struct relay *r, struct run_conn *c, SSL_CTX *ctx, bool 
 		if (!c->service)
 			run_set_port(&up, (uint16_t)run->cfg.port_tunnel);
 	}
+	/*
+	 * Protocol 3: the stream goes on a connection to the peer that carries others at once
+	 * (or one that is connecting: it waits for it). Not for Services: kube-proxy balances
+	 * TLS connections, so every connection of the client would go to one backend.
+	 */
+	c->muxed = false;
+	if (run->cfg.tunnel_multiplex && run->cfg.tunnel_reuse && !c->service &&
+	    !run_nomux(c->w, &up)) {
+		struct run_mux *rm = run_mux_find(c->w, &up, c->st, ctx);
+		bool fresh = rm == NULL;
+
+		if (rm == NULL)
+			rm = run_mux_dial(c->w, &up, c->st, c->kind, ctx);
+		/* Counted as it ends, once its connection was up (run_on_close). */
+		if (rm != NULL && relay_use_stream(r, to, run_len(&up), rm->m, p) == 0) {
+			c->muxed = true;
+			c->mux_fresh = fresh;
+			return 0;
+		}
+	}
 	t = pooled ? pool_take(c->w->pool, to, c->st, ctx) : NULL;
 	if (t != NULL) {
+		/* One that a protocol 3 connection left (an older peer) carried no stream yet. */
+		bool fresh = t->streams == 0;
+
 		err = relay_use_tunnel(r, to, run_len(&up), t, p);
 		if (err == 0)
-			metrics_inc(&run_tunnel_streams, 1);
+			metrics_inc(&run_tunnel_streams, fresh ? 0 : 1);
 		return err;
 	}
 	err = relay_set_upstream(r, to, run_len(&up), ctx, p);
 	if (err == 0 && c->service)
 		err = relay_probe_upstream(r, (uint32_t)run->cfg.service_probe_timeout);
-	if (err == 0 && c->service && run->cfg.service_streams == 0 &&
-	    SSL_set_alpn_protos(relay_ssl(r, RELAY_UP), run_alpn_service,
-	                        sizeof(run_alpn_service) - 1) != 0)
+	/* The client context offers protocol 3 only on connections it multiplexes. */
+	if (err == 0 && run->cfg.tunnel_reuse &&
+	    (c->service && run->cfg.service_streams == 0
+	         ? SSL_set_alpn_protos(relay_ssl(r, RELAY_UP), run_alpn_service,
+	                               sizeof(run_alpn_service) - 1)
+	         : SSL_set_alpn_protos(relay_ssl(r, RELAY_UP), run_alpn_kept,
+	                               sizeof(run_alpn_kept) - 1)) != 0)
 		err = -ENOMEM;
 	if (err == 0)
 		run_resume(r, c, &up);
@@ -683,6 +1049,16 @@ static int run_on_upstream_failed(struct relay *r, int err)
 
 	if (err == ERR_RELAY_STALE && (c->kind == RUN_OUTBOUND || c->kind == RUN_ORIGINATE))
 		return run_restart(r, c);
+	/* The peer answered protocol 3 with an older one (remembered): a connection of its own. */
+	if (err == ERR_MUX_DOWNGRADE && (c->kind == RUN_OUTBOUND || c->kind == RUN_ORIGINATE)) {
+		SSL_CTX *ctx = creds_client_ctx(c->w->run->creds);
+
+		if (ctx == NULL)
+			return err;
+		err = run_upstream(r, c, ctx, true);
+		SSL_CTX_free(ctx);
+		return err;
+	}
 
 	/*
 	 * A restarted stream's pod refusing its tunnel port is a pod going away (it closed our
@@ -734,11 +1110,14 @@ static void run_on_close(struct relay *r, const struct relay_stats *st)
 	}
 
 	metrics_inc(&run_results, st->result);
+	if (c->muxed && (c->kind == RUN_OUTBOUND || c->kind == RUN_ORIGINATE) && st->up_id != NULL)
+		metrics_inc(&run_tunnel_streams, c->mux_fresh ? 0 : 1);
 	metrics_add(&run_bytes_up, c->kind, st->bytes_up);
 	metrics_add(&run_bytes_down, c->kind, st->bytes_down);
 	if (st->result == RELAY_OK || st->result == RELAY_CLOSED)
 		metrics_inc(c->mtls ? &run_conns_mtls : &run_conns_plain, c->kind);
-	if (st->result == RELAY_HANDSHAKE_FAILED) {
+	/* A protocol 3 connection counts its own failed handshake, once (run_mux_on_gone). */
+	if (st->result == RELAY_HANDSHAKE_FAILED && !c->muxed) {
 		SSL *ssl = relay_ssl(r, st->side);
 		enum creds_failure f =
 		    ssl != NULL ? creds_handshake_failure(ssl, NULL, 0) : CREDS_FAIL_PROTOCOL;
@@ -1276,6 +1655,7 @@ static void run_close_idle(struct loop *loop, void *arg)
 
 	(void)loop;
 	pool_flush(w->pool);
+	run_mux_goaway_all(w);
 	while (w->idle != NULL) {
 		struct run_conn *c = w->idle;
 
@@ -1339,10 +1719,13 @@ int run_main(int argc, char **argv)
 	cli_daemon_signals();
 
 	run_conn_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-	run->creds = creds_new(
-	    &(struct creds_options){ .trust_domain = run->cfg.trust_domain,
-	                             .alpn = run->cfg.tunnel_reuse ? RUN_ALPN : RUN_ALPN_V1,
-	                             .client_new_session = run_new_session });
+	run_mux_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	run->creds =
+	    creds_new(&(struct creds_options){ .trust_domain = run->cfg.trust_domain,
+	                                       .alpn = !run->cfg.tunnel_reuse      ? RUN_ALPN_V1
+	                                               : run->cfg.tunnel_multiplex ? RUN_ALPN_MUX
+	                                                                           : RUN_ALPN,
+	                                       .client_new_session = run_new_session });
 	if (run->creds == NULL) {
 		fprintf(stderr, PROG ": out of memory\n");
 		goto out;
@@ -1378,6 +1761,17 @@ int run_main(int argc, char **argv)
 		.on_probe_failed = run_on_probe_failed,
 		.on_close = run_on_close,
 	};
+	run->mux_cfg = (struct mux_config){
+		.connect_timeout_ms = (uint32_t)run->cfg.connect_timeout,
+		.handshake_timeout_ms = (uint32_t)run->cfg.handshake_timeout,
+		.idle_ms = RELAY_TUNNEL_REUSE_MS,
+		.on_handshake = run_mux_on_handshake,
+		.on_open = run_mux_on_open,
+		.on_gone = run_mux_on_gone,
+	};
+	/* A server keeps an idle connection longer than its client does: the client closes. */
+	run->mux_server_cfg = run->mux_cfg;
+	run->mux_server_cfg.idle_ms = RELAY_TUNNEL_KEEP_MS;
 	run->nworkers = (size_t)run->cfg.workers;
 	for (size_t i = 0; i < run->nworkers; i++) {
 		struct run_worker *w = &run->workers[i];
@@ -1434,8 +1828,10 @@ out:
 			SSL_SESSION_free(w->sessions[j].sess);
 		/* The loop's thread is gone: close what is kept idle here, then free the loop
 		 * (which runs the posted calls and the relays' frees), then the empty pool. */
-		if (w->pool != NULL)
+		if (w->pool != NULL) {
 			run_close_idle(w->loop, w);
+			run_mux_abort_all(w);
+		}
 		while (w->sniffs != NULL) {
 			struct run_sniff *rs = (struct run_sniff *)(void *)w->sniffs;
 

@@ -157,6 +157,11 @@ static const struct config_key settings_keys[] = {
 	            "keep mutual TLS connections between proxies and start later connections "
 	            "on them (tunnel protocol 2: no handshake per connection); false: one TLS "
 	            "connection per proxied connection (protocol 1)"),
+	CONFIG_BOOL("tunnel.multiplex", S, tunnel_multiplex, "true",
+	            "carry the connections to a peer proxy at once on one mutual TLS connection "
+	            "(tunnel protocol 3: the bytes of many connections go in one TLS write); "
+	            "false: protocol 2, one kept TLS connection per open connection. Services "
+	            "always use protocol 2 (tunnel.service_streams). Needs tunnel.reuse"),
 	CONFIG_INT("tunnel.service_streams", S, service_streams, 0, 1000000, "100",
 	           "at most this many connections to a Service start on one kept TLS "
 	           "connection: kube-proxy balances TLS connections across the Service's "

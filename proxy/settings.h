@@ -37,6 +37,7 @@ struct settings {
 	int64_t svid_ttl;
 	bool capture;
 	bool tunnel_reuse;
+	bool tunnel_multiplex;
 	int64_t service_streams;
 	struct config_strlist static_listeners;
 	char *mesh_ranges;

@@ -125,6 +125,8 @@
 	X(ERR_PREAMBLE_MALFORMED, "tunnel preamble is malformed")                                  \
 	X(ERR_RELAY_LIMIT, "connection limit reached")                                             \
 	X(ERR_RELAY_STALE, "kept tunnel closed by the peer before it took the stream")             \
+	X(ERR_MUX_FRAME, "tunnel protocol 3 frame is malformed")                                   \
+	X(ERR_MUX_DOWNGRADE, "peer does not speak tunnel protocol 3")                              \
 	/* configuration */                                                                        \
 	X(ERR_CONFIG_INVALID, "configuration has errors")                                          \
 	X(ERR_CONFIG_SYNTAX, "configuration is not valid YAML")                                    \

@@ -101,10 +101,40 @@ def test_a_peer_without_protocol_2_gets_protocol_1(env, side):
     pair = Pair(env, env["backend"].http_port, client_cfg=off if side == "client" else "",
                 server_cfg=off if side == "server" else "")
     try:
-        pair.get_in_turn("/v1-", 3)
+        if side == "client":
+            pair.get_in_turn("/v1-", 3)
+        else:
+            # The client asks for protocol 3 once, on a connection that it then closes
+            # before a preamble (protocol 1 has no use for it): the server's one extra line.
+            for i in range(3):
+                assert pair.get(f"/v1-{i}") == {"path": f"/v1-{i}"}
+                assert wait_for(lambda: len(pair.lines(pair.client)) == i + 1)
+            assert wait_for(lambda: len(pair.lines(pair.server)) == 4)
+            # Protocol 1 on a terminate listener has no preamble: an empty connection.
+            first = pair.lines(pair.server)[0]
+            assert (first["result"], first["bytes_up"], first["bytes_down"]) == ("ok", 0, 0)
+            assert all(l["bytes_up"] > 0 for l in pair.lines(pair.server)[1:])
+            assert "peer proxy speaks an older tunnel protocol" in pair.client.log_path.read_text()
         assert pair.streams(pair.client) == {"new": 3, "reused": 0}
-        assert pair.streams(pair.server) == {"new": 3, "reused": 0}
+        assert pair.streams(pair.server) == {"new": 4 if side == "server" else 3, "reused": 0}
         assert not any(l["reused"] for l in pair.lines(pair.client))
+    finally:
+        pair.stop()
+
+
+def test_protocol_3_to_a_protocol_2_peer_goes_on_the_same_connection(env):
+    """A server of protocol 2 (a release before protocol 3, as tunnel.multiplex: false
+    makes one) answers the client's protocol 3 with 2: the client remembers it, and the
+    TLS connection it made carries its streams one after another, with no connection
+    wasted on either side."""
+    pair = Pair(env, env["backend"].http_port, server_cfg="tunnel:\n  multiplex: false\n")
+    try:
+        pair.get_in_turn("/p2-", 3)
+        assert pair.streams(pair.client) == {"new": 1, "reused": 2}
+        assert pair.streams(pair.server) == {"new": 1, "reused": 2}
+        assert [l["reused"] for l in pair.lines(pair.client)] == [False, True, True]
+        assert all(l["result"] == "ok" for l in pair.lines(pair.server))
+        assert pair.client.log_path.read_text().count("speaks an older tunnel protocol") == 1
     finally:
         pair.stop()
 
@@ -551,8 +581,11 @@ def p2_client(env, tmp_path, second_stream):
     stream has been served and kept."""
     srv = P2Server(env, tmp_path, [["serve", second_stream], ["serve"]])
     port = free_port()
+    # Protocol 2 only: a client of protocol 3 would spend the server's first connection
+    # learning that it speaks 2 (test_protocol_3_to_an_older_peer).
     client = Proxy(env["dir"], "client", f"originate 127.0.0.1:{port} 127.0.0.1:{srv.port} "
-                   f"{SERVER_ID}", env["tokens"]["client"], env["ca_env"])
+                   f"{SERVER_ID}", env["tokens"]["client"], env["ca_env"],
+                   config="tunnel:\n  multiplex: false\n")
     try:
         assert wait_for(client.ready)
         assert app_call(port, b"first") == b"answer:first"

@@ -68,7 +68,7 @@ static const struct invalid invalids[] = {
 	{ "an HTTP request", "GET / HTTP/1.1\r\n", 16, ERR_PREAMBLE_MAGIC, 1 },
 	{ "a TLS record", { 0x16, 0x03, 0x01, 0x00, 0xc8 }, 5, ERR_PREAMBLE_MAGIC, 1 },
 	{ "version 0", { 'M', 'S', 'H', 'L', 0, 0, 0, 80, 0, 0 }, 10, ERR_PREAMBLE_VERSION, 5 },
-	{ "version 3", { 'M', 'S', 'H', 'L', 3, 0, 0, 80, 0, 0 }, 10, ERR_PREAMBLE_VERSION, 5 },
+	{ "version 4", { 'M', 'S', 'H', 'L', 4, 0, 0, 80, 0, 0 }, 10, ERR_PREAMBLE_VERSION, 5 },
 	{ "version 255", { 'M', 'S', 'H', 'L', 255 }, 5, ERR_PREAMBLE_VERSION, 5 },
 	{ "flag bit 0", { 'M', 'S', 'H', 'L', 1, 1, 0, 80, 0, 0 }, 10, ERR_PREAMBLE_FLAGS, 6 },
 	{ "flag bit 7", { 'M', 'S', 'H', 'L', 1, 0x80, 0, 80, 0, 0 }, 10, ERR_PREAMBLE_FLAGS, 6 },
@@ -231,7 +231,7 @@ static void test_encode_errors(void **state)
 	p.flags = 1;
 	assert_int_equal(preamble_encode(&p, buf, sizeof(buf)), -EINVAL);
 	p.flags = 0;
-	p.version = 3;
+	p.version = 4;
 	assert_int_equal(preamble_encode(&p, buf, sizeof(buf)), -EINVAL);
 	/* 0 is version 1, for callers that fill only the port. */
 	p.version = 0;

@@ -1651,8 +1651,9 @@ static void test_api_errors(void **state)
 	assert_int_equal(api_closed, 1);
 	close(sv[1]);
 	loop_free(loop); /* frees the relay */
-	/* 352 until kept tunnels counted their streams and kept a stream's bytes for a restart. */
-	assert_true(relay_size() > 0 && relay_size() <= 368);
+	/* 352 until kept tunnels counted their streams and kept a stream's bytes for a restart;
+	 * 368 until a half could be a protocol 3 stream. */
+	assert_true(relay_size() > 0 && relay_size() <= 384);
 	assert_string_equal(relay_result_names[RELAY_HANDSHAKE_FAILED], "handshake_failed");
 	assert_null(relay_result_names[RELAY_RESULT_COUNT_]);
 }
