@@ -21,6 +21,15 @@
 #define MUX_READ_ROUNDS 8
 /* A grant goes back once the owner took this much of a stream. */
 #define MUX_GRANT (MUX_WINDOW / 2)
+/* Received bytes are kept in chunks of at least this much. */
+#define MUX_CHUNK_MIN 4096
+/*
+ * Past this much waiting to be written (data stops at MUX_WBUF_SOFT; the rest is control
+ * frames, at most a few per stream), the peer is not reading: the connection is reset.
+ */
+#define MUX_WBUF_HARD (1024 * 1024)
+/* A server takes more streams at once than a client opens: ends and OPENs cross. */
+#define MUX_SERVER_STREAMS (2 * MUX_MAX_STREAMS)
 /* Data frames of this much fill a TLS record each (16 KiB with their header). */
 #define MUX_DATA_CHUNK (MUX_FRAME_MAX - MUX_HEAD)
 
@@ -29,7 +38,7 @@ static const unsigned char mux_alpn[] = "meshlet/3";
 /* Bytes of a stream received and not yet read by its owner. */
 struct mux_chunk {
 	struct mux_chunk *next;
-	uint32_t len, off;
+	uint32_t len, off, cap;
 	bool granted; /* counts against the window (the preamble does not) */
 	char data[];
 };
@@ -231,6 +240,7 @@ static void mux_chunks_free(struct mux_stream *s)
 static void mux_io(struct loop *loop, int fd, uint32_t events, void *arg);
 static void mux_update(struct mux *m);
 static void mux_idle_check(struct mux *m);
+static void mux_arm(struct mux *m, uint32_t ms);
 
 static void mux_gone_task(struct loop *loop, struct loop_task *t)
 {
@@ -258,6 +268,14 @@ static void mux_die(struct mux *m, enum mux_fail fail, int error, const char *re
 			struct mux_stream *s = m->table[i];
 
 			mux_remove(m, s);
+			/*
+			 * Done both ways but for its owner's last steps (the peer's END and ours,
+			 * or its STOP, went through): it stays as it is.
+			 */
+			if ((s->flags & MS_END_IN) && (s->flags & (MS_END_OUT | MS_STOPPED))) {
+				mux_wake(s);
+				continue;
+			}
 			if (s->fail == MUX_FAIL_NONE) {
 				s->fail = (uint8_t)(clean ? MUX_FAIL_RESET : fail);
 				s->error = clean ? -ECONNRESET : error;
@@ -312,6 +330,12 @@ static void mux_protocol_error(struct mux *m, const char *reason)
 
 /* Writing */
 
+/* Whether bytes wait to go out: in the buffer, or records in the cork over the socket. */
+static bool mux_pending(const struct mux *m)
+{
+	return m->woff < m->wlen || (m->flags & MF_CORK);
+}
+
 static void mux_flush_task(struct loop *loop, struct loop_task *t);
 
 static int mux_reserve(struct mux *m, uint32_t n)
@@ -321,6 +345,8 @@ static int mux_reserve(struct mux *m, uint32_t n)
 
 	if (m->wlen + n <= m->wcap)
 		return 0;
+	if (m->wlen + n > MUX_WBUF_HARD)
+		return -ENOBUFS;
 	cap = m->wcap == 0 ? MUX_WBUF_SOFT : m->wcap;
 	while (cap < m->wlen + n)
 		cap *= 2;
@@ -340,12 +366,21 @@ static void mux_schedule(struct mux *m)
 	}
 }
 
-/* Appends a frame (whatever the buffer holds: control frames are never held back). */
+/*
+ * Appends a frame (whatever the buffer holds: control frames are never held back). Returns
+ * 0, or -1 when it could not, and the connection is reset: out of memory, or a peer that
+ * does not read what it is sent.
+ */
 static int mux_put(struct mux *m, enum mux_type type, uint32_t stream, const void *payload,
                    uint16_t len)
 {
-	if (mux_reserve(m, MUX_HEAD + (uint32_t)len) < 0)
-		return -ENOMEM;
+	int rc = mux_reserve(m, MUX_HEAD + (uint32_t)len);
+
+	if (rc < 0) {
+		mux_die(m, MUX_FAIL_RESET, rc,
+		        rc == -ENOBUFS ? "the peer does not read what it is sent" : NULL);
+		return -1;
+	}
 	mux_frame_put((uint8_t *)m->wbuf + m->wlen, type, len, stream);
 	if (len > 0)
 		memcpy(m->wbuf + m->wlen + MUX_HEAD, payload, len);
@@ -359,8 +394,7 @@ static void mux_put_u32(struct mux *m, enum mux_type type, uint32_t stream, uint
 	uint8_t b[4];
 
 	put32(b, v);
-	if (mux_put(m, type, stream, b, 4) < 0)
-		mux_die(m, MUX_FAIL_RESET, -ENOMEM, NULL);
+	(void)mux_put(m, type, stream, b, 4);
 }
 
 /* Closes a connection with no stream: GOAWAY (server), close_notify, then the socket. */
@@ -375,6 +409,8 @@ static void mux_close(struct mux *m)
 	if (m->state == M_DEAD)
 		return;
 	m->state = M_CLOSING;
+	/* A peer that does not take our last frames in time is reset (mux_timeout). */
+	mux_arm(m, m->cfg->handshake_timeout_ms != 0 ? m->cfg->handshake_timeout_ms : 10000);
 	mux_schedule(m);
 }
 
@@ -459,7 +495,7 @@ static void mux_flush_task(struct loop *loop, struct loop_task *t)
 		return;
 	if ((m->flags & MF_RD_READY) && SSL_has_pending(m->ssl))
 		mux_read(m);
-	if (m->state != M_DEAD && m->woff < m->wlen)
+	if (m->state != M_DEAD && (mux_pending(m) || m->state == M_CLOSING))
 		mux_flush(m);
 	if (m->state != M_DEAD)
 		mux_update(m);
@@ -490,15 +526,27 @@ static void mux_refuse_above(struct mux *m, uint32_t last)
 	}
 }
 
+/*
+ * Keeps n bytes of the stream. Small frames share chunks of MUX_CHUNK_MIN, so that what a
+ * stream holds stays near what its window allows, however the peer cuts its data.
+ */
 static int mux_queue(struct mux_stream *s, const char *p, uint32_t n, bool granted)
 {
-	struct mux_chunk *c = malloc(sizeof(*c) + n);
+	struct mux_chunk *c = s->tail;
 
+	if (c != NULL && c->granted == granted && c->cap - c->len >= n) {
+		memcpy(c->data + c->len, p, n);
+		c->len += n;
+		s->queued += n;
+		return 0;
+	}
+	c = malloc(sizeof(*c) + (n > MUX_CHUNK_MIN ? n : MUX_CHUNK_MIN));
 	if (c == NULL)
 		return -ENOMEM;
 	c->next = NULL;
 	c->len = n;
 	c->off = 0;
+	c->cap = n > MUX_CHUNK_MIN ? n : MUX_CHUNK_MIN;
 	c->granted = granted;
 	memcpy(c->data, p, n);
 	if (s->tail != NULL)
@@ -526,9 +574,8 @@ static void mux_on_open(struct mux *m, uint32_t id, const char *pre, uint16_t le
 	if (m->flags & MF_GOAWAY)
 		return;
 	m->taken = id;
-	if (m->nstreams >= MUX_MAX_STREAMS || (s = calloc(1, sizeof(*s))) == NULL) {
-		if (mux_put(m, MUX_RESET, id, NULL, 0) < 0)
-			mux_die(m, MUX_FAIL_RESET, -ENOMEM, NULL);
+	if (m->nstreams >= MUX_SERVER_STREAMS || (s = calloc(1, sizeof(*s))) == NULL) {
+		(void)mux_put(m, MUX_RESET, id, NULL, 0);
 		return;
 	}
 	s->id = id;
@@ -537,8 +584,7 @@ static void mux_on_open(struct mux *m, uint32_t id, const char *pre, uint16_t le
 	s->recv_left = MUX_WINDOW;
 	if (mux_queue(s, pre, len, false) < 0) {
 		free(s);
-		if (mux_put(m, MUX_RESET, id, NULL, 0) < 0)
-			mux_die(m, MUX_FAIL_RESET, -ENOMEM, NULL);
+		(void)mux_put(m, MUX_RESET, id, NULL, 0);
 		return;
 	}
 	s->hnext = *mux_slot(m, id);
@@ -561,10 +607,8 @@ static void mux_on_open(struct mux *m, uint32_t id, const char *pre, uint16_t le
 		mux_goaway(m);
 		return;
 	}
-	if (mux_put(m, MUX_RESET, id, NULL, 0) < 0) {
-		mux_die(m, MUX_FAIL_RESET, -ENOMEM, NULL);
+	if (mux_put(m, MUX_RESET, id, NULL, 0) < 0)
 		return;
-	}
 	mux_idle_check(m);
 }
 
@@ -690,7 +734,7 @@ static int mux_parse(struct mux *m)
 /* The peer's close_notify: streams it did not end are reset, and we close too. */
 static void mux_peer_closed(struct mux *m)
 {
-	if (m->nstreams == 0 && m->state == M_OPEN) {
+	if (m->nstreams == 0 && (m->state == M_OPEN || m->state == M_CLOSING)) {
 		m->state = M_CLOSING;
 		mux_flush(m);
 		return;
@@ -902,7 +946,7 @@ static void mux_update(struct mux *m)
 	case M_OPEN:
 	case M_CLOSING:
 		ev = (m->flags & MF_READ_WANTS_WRITE) ? LOOP_WRITE : LOOP_READ;
-		if (m->woff < m->wlen && !(m->flags & MF_WR_READY))
+		if (mux_pending(m) && !(m->flags & MF_WR_READY))
 			ev |= (m->flags & MF_WRITE_WANTS_READ) ? LOOP_READ : LOOP_WRITE;
 		break;
 	default:
@@ -928,7 +972,7 @@ static void mux_advance(struct mux *m)
 	case M_OPEN:
 	case M_CLOSING:
 		mux_read(m);
-		if (m->state != M_DEAD && m->woff < m->wlen)
+		if (m->state != M_DEAD && (mux_pending(m) || m->state == M_CLOSING))
 			mux_flush(m);
 		break;
 	default:
@@ -1000,13 +1044,20 @@ struct mux *mux_connect(struct loop *loop, const struct mux_config *cfg,
 		rc = -errno;
 		goto fail;
 	}
-	rc = loop_watch(loop, fd, LOOP_WRITE, mux_io, m);
-	if (rc < 0)
+	/* Nothing may fail once watched: a failure here is the caller's alone (no on_gone). */
+	if (cfg->connect_timeout_ms != 0 &&
+	    loop_timer_set(loop, &m->timer, cfg->connect_timeout_ms) < 0) {
+		rc = -ENOMEM;
 		goto fail;
+	}
+	rc = loop_watch(loop, fd, LOOP_WRITE, mux_io, m);
+	if (rc < 0) {
+		loop_timer_stop(loop, &m->timer);
+		goto fail;
+	}
 	m->fd = fd;
 	m->ssl = ssl;
 	m->state = M_CONNECTING;
-	mux_arm(m, cfg->connect_timeout_ms);
 	return m;
 fail:
 	if (fd >= 0)
@@ -1026,16 +1077,21 @@ struct mux *mux_accept(struct loop *loop, const struct mux_config *cfg, int fd, 
 
 	if (m == NULL || (peer_id != NULL && (m->peer_id = strdup(peer_id)) == NULL))
 		goto fail;
-	rc = loop_watch(loop, fd, LOOP_READ, mux_io, m);
-	if (rc < 0)
+	if (cfg->idle_ms != 0 && loop_timer_set(loop, &m->timer, cfg->idle_ms) < 0) {
+		rc = -ENOMEM;
 		goto fail;
+	}
+	rc = loop_watch(loop, fd, LOOP_READ, mux_io, m);
+	if (rc < 0) {
+		loop_timer_stop(loop, &m->timer);
+		goto fail;
+	}
 	m->fd = fd;
 	m->ssl = ssl;
 	m->not_after = not_after;
 	m->flags = MF_SERVER | MF_RD_READY | MF_WR_READY;
 	m->state = M_OPEN;
 	relay_tls_keepalive(fd);
-	mux_arm(m, cfg->idle_ms);
 	/* OpenSSL may hold frames that came with the handshake's last flight. */
 	mux_schedule(m);
 	return m;
@@ -1135,7 +1191,7 @@ ssize_t mux_stream_read(struct mux_stream *s, void *buf, size_t len)
 ssize_t mux_stream_write(struct mux_stream *s, const void *buf, size_t len)
 {
 	struct mux *m = s->mux;
-	size_t n, done = 0;
+	size_t n, done = 0, room, cap;
 
 	/* The peer stopped reading: the bytes go nowhere, as to a socket shut for reading. */
 	if ((s->flags & MS_STOPPED) && !(s->flags & MS_END_OUT))
@@ -1164,22 +1220,20 @@ ssize_t mux_stream_write(struct mux_stream *s, const void *buf, size_t len)
 		mux_block(m, s);
 		return 0;
 	}
-	/* What fits with its frames' headers. */
-	if (n > (MUX_WBUF_SOFT - m->wlen) / MUX_FRAME_MAX * MUX_DATA_CHUNK)
-		n = (MUX_WBUF_SOFT - m->wlen) / MUX_FRAME_MAX * MUX_DATA_CHUNK +
-		    ((MUX_WBUF_SOFT - m->wlen) % MUX_FRAME_MAX > MUX_HEAD
-		         ? (MUX_WBUF_SOFT - m->wlen) % MUX_FRAME_MAX - MUX_HEAD
-		         : 0);
+	/* What fits in the room left with its frames' headers: never more than n. */
+	room = MUX_WBUF_SOFT - m->wlen;
+	cap = room / MUX_FRAME_MAX * MUX_DATA_CHUNK +
+	      (room % MUX_FRAME_MAX > MUX_HEAD ? room % MUX_FRAME_MAX - MUX_HEAD : 0);
+	if (n > cap)
+		n = cap;
 	/* A window of 0: the peer's WINDOW wakes the stream. */
 	if (n == 0)
 		return 0;
 	while (done < n) {
 		size_t k = n - done > MUX_DATA_CHUNK ? MUX_DATA_CHUNK : n - done;
 
-		if (mux_put(m, MUX_DATA, s->id, (const char *)buf + done, (uint16_t)k) < 0) {
-			mux_die(m, MUX_FAIL_RESET, -ENOMEM, NULL);
+		if (mux_put(m, MUX_DATA, s->id, (const char *)buf + done, (uint16_t)k) < 0)
 			return -1;
-		}
 		done += k;
 	}
 	s->send_window -= (uint32_t)n;
@@ -1204,12 +1258,15 @@ int mux_stream_end(struct mux_stream *s)
 		mux_block(m, s);
 		return 0;
 	}
-	if (mux_put(m, MUX_END, s->id, NULL, 0) < 0) {
-		mux_die(m, MUX_FAIL_RESET, -ENOMEM, NULL);
+	if (mux_put(m, MUX_END, s->id, NULL, 0) < 0)
 		return -1;
-	}
 	s->flags |= MS_END_OUT;
 	return 1;
+}
+
+bool mux_stream_ended(const struct mux_stream *s)
+{
+	return (s->flags & MS_END_IN) != 0;
 }
 
 bool mux_stream_answered(const struct mux_stream *s)
@@ -1236,9 +1293,8 @@ void mux_stream_release(struct mux_stream *s, bool rst)
 
 		mux_remove(m, s);
 		/* Until it is up, nothing of the stream went out but its OPEN: reset it too. */
-		if ((rst || !over) && !(s->flags & (MS_RESET_IN | MS_STOPPED)) &&
-		    mux_put(m, stop ? MUX_STOP : MUX_RESET, s->id, NULL, 0) < 0)
-			mux_die(m, MUX_FAIL_RESET, -ENOMEM, NULL);
+		if ((rst || !over) && !(s->flags & (MS_RESET_IN | MS_STOPPED)))
+			(void)mux_put(m, stop ? MUX_STOP : MUX_RESET, s->id, NULL, 0);
 		mux_idle_check(m);
 	}
 	mux_chunks_free(s);

@@ -72,7 +72,10 @@
 #define MUX_HEAD      8
 #define MUX_FRAME_MAX 16384
 #define MUX_WINDOW    (256u * 1024u)
-/* Streams open at once on one connection: a client opens another connection beyond. */
+/*
+ * Streams open at once on one connection: a client opens another connection beyond; a
+ * server takes twice as many (an END and the next OPEN may cross), and resets the rest.
+ */
 #define MUX_MAX_STREAMS 256
 
 enum mux_type {
@@ -216,6 +219,9 @@ ssize_t mux_stream_write(struct mux_stream *s, const void *buf, size_t len);
 /* mux_stream_end - our direction is over (END). Returns 1 when sent, 0 to try again on
  * wake, -1 when failed. */
 int mux_stream_end(struct mux_stream *s);
+
+/* Whether the peer's END came (what it sent is whole). */
+bool mux_stream_ended(const struct mux_stream *s);
 
 /* Whether the peer sent anything for the stream (it took it): no restart is possible. */
 bool mux_stream_answered(const struct mux_stream *s);

@@ -676,8 +676,12 @@ void relay_pump(struct relay *r)
 {
 	struct relay_half *sh = r->up.ms != NULL ? &r->up : r->down.ms != NULL ? &r->down : NULL;
 
-	/* A stream that failed, with nothing left to read, ends the relay now. */
+	/*
+	 * A stream that failed, with nothing left to read (the peer's end, when it came, goes
+	 * to the application first), ends the relay now.
+	 */
 	if (sh != NULL && sh->ms->fail != MUX_FAIL_NONE && sh->ms->head == NULL &&
+	    !(mux_stream_ended(sh->ms) && !(sh->flags & H_RD_EOF)) &&
 	    !((sh->flags & H_RD_EOF) && (sh->flags & H_WR_SHUT))) {
 		relay_stream_failed(r, sh);
 		return;
@@ -714,6 +718,8 @@ void relay_pump(struct relay *r)
 				return;
 			progress |= rc;
 			rc = half_shut(r, relay_other(r, h));
+			if (rc < 0)
+				return;
 			progress |= rc;
 		}
 		if ((r->down.flags & H_WR_SHUT) && (r->up.flags & H_WR_SHUT)) {

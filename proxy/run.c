@@ -238,6 +238,7 @@ struct run {
 	struct run_worker workers[RUN_MAX_WORKERS];
 	size_t nworkers;
 	_Atomic bool draining;
+	_Atomic bool stopping; /* the workers are stopped: nothing new starts */
 };
 
 static bool run_cidr_match(const struct capture_cidrs *set, const struct sockaddr_storage *ss)
@@ -1047,6 +1048,10 @@ static int run_on_upstream_failed(struct relay *r, int err)
 {
 	struct run_conn *c = relay_data(r);
 
+	/* The process stops: the loop's last tasks start nothing new. */
+	if (atomic_load(&c->w->run->stopping))
+		return err;
+
 	if (err == ERR_RELAY_STALE && (c->kind == RUN_OUTBOUND || c->kind == RUN_ORIGINATE))
 		return run_restart(r, c);
 	/* The peer answered protocol 3 with an older one (remembered): a connection of its own. */
@@ -1083,6 +1088,9 @@ static int run_on_probe_failed(struct relay *r, int err)
 {
 	struct run_conn *c = relay_data(r);
 	char why[160];
+
+	if (atomic_load(&c->w->run->stopping))
+		return err;
 
 	if (c->kind != RUN_OUTBOUND || !c->service || c->fell_back)
 		return err;
@@ -1815,6 +1823,7 @@ int run_main(int argc, char **argv)
 	run_drain(run);
 	status = 0;
 out:
+	atomic_store(&run->stopping, true);
 	for (size_t i = 0; i < run->nworkers; i++) {
 		struct run_worker *w = &run->workers[i];
 
@@ -1824,8 +1833,6 @@ out:
 		}
 		for (size_t j = 0; j < w->nlistens; j++)
 			listener_free(w->listens[j].l);
-		for (size_t j = 0; j < RUN_SESSION_SLOTS; j++)
-			SSL_SESSION_free(w->sessions[j].sess);
 		/* The loop's thread is gone: close what is kept idle here, then free the loop
 		 * (which runs the posted calls and the relays' frees), then the empty pool. */
 		if (w->pool != NULL) {
@@ -1842,6 +1849,9 @@ out:
 		}
 		loop_free(w->loop);
 		pool_free(w->pool);
+		/* After the loop's last tasks, which may still look for a session. */
+		for (size_t j = 0; j < RUN_SESSION_SLOTS; j++)
+			SSL_SESSION_free(w->sessions[j].sess);
 	}
 	admin_stop(run->admin);
 	identity_stop(run->identity);
