@@ -172,6 +172,7 @@ $(BUILD)/fuzz/fuzz_csr: ca/csr.c ca/csr.h
 $(BUILD)/fuzz/fuzz_review: $(wildcard webhook/*.[ch])
 $(BUILD)/fuzz/fuzz_preamble: proxy/preamble.c proxy/preamble.h
 $(BUILD)/fuzz/fuzz_hello: proxy/hello.c proxy/hello.h
+$(BUILD)/fuzz/fuzz_mux_frame: proxy/mux_frame.c proxy/mux.h
 $(BUILD)/fuzz/fuzz_http1: proxy/http1.c proxy/http1.h proxy/httpflow.c proxy/httpflow.h
 $(BUILD)/fuzz/fuzz_policy: proxy/http1.c proxy/http1.h proxy/policy.c proxy/policy.h \
 	proxy/policy_impl.h proxy/policy_load.c

@@ -86,6 +86,7 @@ struct mux {
 	uint32_t last_id; /* client: the last opened; server: the last OPEN seen */
 	uint32_t taken;   /* server: the last stream taken (GOAWAY names it) */
 	struct mux_stream *blocked;
+	struct mux_stream *calling; /* the stream whose owner's call is running: not woken */
 	char *rbuf;
 	uint32_t rlen;
 	char *wbuf;
@@ -93,72 +94,6 @@ struct mux {
 	struct loop_timer timer;
 	struct loop_task flush_task, gone_task;
 };
-
-/* Frames */
-
-static uint32_t be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-int mux_frame_parse(const uint8_t *p, size_t n, struct mux_frame *f)
-{
-	uint16_t len;
-	uint32_t id;
-	bool ok;
-
-	/* Each byte is checked as it comes: a peer that speaks something else fails early. */
-	if (n >= 1 && p[0] > MUX_STOP)
-		return ERR_MUX_FRAME;
-	if (n >= 2 && p[1] != 0)
-		return ERR_MUX_FRAME;
-	if (n < MUX_HEAD)
-		return 0;
-	len = (uint16_t)(p[2] << 8 | p[3]);
-	id = be32(p + 4);
-	switch (p[0]) {
-	case MUX_DATA:
-		ok = id != 0 && len >= 1 && len <= MUX_FRAME_MAX;
-		break;
-	case MUX_OPEN:
-		ok = id != 0 && len >= PREAMBLE_HEADER && len <= PREAMBLE_MAX;
-		break;
-	case MUX_END:
-	case MUX_RESET:
-	case MUX_STOP:
-		ok = id != 0 && len == 0;
-		break;
-	case MUX_WINDOW_UPDATE:
-		ok = id != 0 && len == 4;
-		break;
-	default: /* MUX_GOAWAY */
-		ok = id == 0 && len == 4;
-		break;
-	}
-	if (!ok)
-		return ERR_MUX_FRAME;
-	f->type = p[0];
-	f->len = len;
-	f->stream = id;
-	return MUX_HEAD;
-}
-
-void mux_frame_put(uint8_t *p, enum mux_type type, uint16_t len, uint32_t stream)
-{
-	p[0] = (uint8_t)type;
-	p[1] = 0;
-	p[2] = (uint8_t)(len >> 8);
-	p[3] = (uint8_t)len;
-	put32(p + 4, stream);
-}
 
 /* The stream table */
 
@@ -217,9 +152,10 @@ static void mux_remove(struct mux *m, struct mux_stream *s)
 	m->nstreams--;
 }
 
-static void mux_wake(struct mux_stream *s)
+/* Never from inside the owner's own call on s: it learns from what the call returns. */
+static void mux_wake(const struct mux *m, struct mux_stream *s)
 {
-	if (s->wake != NULL)
+	if (s->wake != NULL && m->calling != s)
 		s->wake(s->arg);
 }
 
@@ -273,7 +209,7 @@ static void mux_die(struct mux *m, enum mux_fail fail, int error, const char *re
 			 * or its STOP, went through): it stays as it is.
 			 */
 			if ((s->flags & MS_END_IN) && (s->flags & (MS_END_OUT | MS_STOPPED))) {
-				mux_wake(s);
+				mux_wake(m, s);
 				continue;
 			}
 			if (s->fail == MUX_FAIL_NONE) {
@@ -282,7 +218,7 @@ static void mux_die(struct mux *m, enum mux_fail fail, int error, const char *re
 				s->reason =
 				    clean ? "tunnel closed before the end of the stream" : reason;
 			}
-			mux_wake(s);
+			mux_wake(m, s);
 		}
 	}
 	if (m->cfg->on_gone != NULL)
@@ -393,7 +329,7 @@ static void mux_put_u32(struct mux *m, enum mux_type type, uint32_t stream, uint
 {
 	uint8_t b[4];
 
-	put32(b, v);
+	mux_set32(b, v);
 	(void)mux_put(m, type, stream, b, 4);
 }
 
@@ -470,7 +406,7 @@ static void mux_flush(struct mux *m)
 		struct mux_stream *s = m->blocked;
 
 		mux_unblock(m, s);
-		mux_wake(s);
+		mux_wake(m, s);
 	}
 	if (m->state == M_CLOSING && m->nstreams == 0) {
 		relay_tls_clear();
@@ -517,7 +453,7 @@ static void mux_refuse_above(struct mux *m, uint32_t last)
 				s->fail = MUX_FAIL_REFUSED;
 				s->error = ERR_RELAY_STALE;
 				s->reason = "the peer did not take the stream (GOAWAY)";
-				mux_wake(s);
+				mux_wake(m, s);
 			} else if (s->id <= last) {
 				s->flags |= MS_ANSWERED;
 			}
@@ -625,7 +561,7 @@ static int mux_dispatch(struct mux *m, const struct mux_frame *f, const char *pa
 			return -1;
 		}
 		m->flags |= MF_GOAWAY;
-		mux_refuse_above(m, be32((const uint8_t *)payload));
+		mux_refuse_above(m, mux_get32((const uint8_t *)payload));
 		mux_idle_check(m);
 		return m->state == M_DEAD ? -1 : 0;
 	}
@@ -693,7 +629,7 @@ static int mux_dispatch(struct mux *m, const struct mux_frame *f, const char *pa
 		mux_chunks_free(s);
 		break;
 	default: /* MUX_WINDOW_UPDATE */
-		v = be32((const uint8_t *)payload);
+		v = mux_get32((const uint8_t *)payload);
 		if (v == 0 || v > INT32_MAX || s->send_window > INT32_MAX - v) {
 			mux_protocol_error(m, "tunnel window out of range");
 			return -1;
@@ -701,7 +637,7 @@ static int mux_dispatch(struct mux *m, const struct mux_frame *f, const char *pa
 		s->send_window += v;
 		break;
 	}
-	mux_wake(s);
+	mux_wake(m, s);
 	return 0;
 }
 
@@ -845,7 +781,7 @@ static void mux_established(struct mux *m)
 	/* The OPENs queued meanwhile go out; streams may now write. */
 	for (size_t i = 0; i < MUX_BUCKETS; i++)
 		for (struct mux_stream *s = m->table[i]; s != NULL; s = s->hnext)
-			mux_wake(s);
+			mux_wake(m, s);
 	mux_schedule(m);
 	if (m->nstreams == 0)
 		mux_idle_check(m);
@@ -1177,8 +1113,12 @@ ssize_t mux_stream_read(struct mux_stream *s, void *buf, size_t len)
 	s->credit += (uint32_t)grant;
 	/* Granted in batches; a sender that used its whole window always gets one. */
 	if (s->credit >= MUX_GRANT && s->mux != NULL && !(s->flags & MS_END_IN)) {
+		struct mux *m = s->mux;
+
 		s->recv_left += s->credit;
-		mux_put_u32(s->mux, MUX_WINDOW_UPDATE, s->id, s->credit);
+		m->calling = s;
+		mux_put_u32(m, MUX_WINDOW_UPDATE, s->id, s->credit);
+		m->calling = NULL;
 		s->credit = 0;
 	}
 	if (got > 0)
@@ -1212,7 +1152,10 @@ ssize_t mux_stream_write(struct mux_stream *s, const void *buf, size_t len)
 	 * read buffer under them.
 	 */
 	if (m->wlen >= MUX_WBUF_SOFT && n > 0 && !(m->flags & MF_PARSING)) {
+		mux_unblock(m, s);
+		m->calling = s;
 		mux_flush(m);
+		m->calling = NULL;
 		if (m->state == M_DEAD)
 			return -1;
 	}
@@ -1229,13 +1172,15 @@ ssize_t mux_stream_write(struct mux_stream *s, const void *buf, size_t len)
 	/* A window of 0: the peer's WINDOW wakes the stream. */
 	if (n == 0)
 		return 0;
+	m->calling = s;
 	while (done < n) {
 		size_t k = n - done > MUX_DATA_CHUNK ? MUX_DATA_CHUNK : n - done;
 
 		if (mux_put(m, MUX_DATA, s->id, (const char *)buf + done, (uint16_t)k) < 0)
-			return -1;
+			return -1; /* m is dead: calling no longer matters */
 		done += k;
 	}
+	m->calling = NULL;
 	s->send_window -= (uint32_t)n;
 	return (ssize_t)n;
 }
@@ -1258,8 +1203,10 @@ int mux_stream_end(struct mux_stream *s)
 		mux_block(m, s);
 		return 0;
 	}
+	m->calling = s;
 	if (mux_put(m, MUX_END, s->id, NULL, 0) < 0)
 		return -1;
+	m->calling = NULL;
 	s->flags |= MS_END_OUT;
 	return 1;
 }

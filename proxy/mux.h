@@ -98,13 +98,27 @@ struct mux_frame {
 /*
  * mux_frame_parse - the header at p (n bytes available). Returns MUX_HEAD and fills *f
  * when it is whole and valid (the payload may still be coming); 0 when more bytes are
- * needed; ERR_MUX_FRAME for a header no sender of protocol 3 makes. Pure: for tests and
- * the fuzzer.
+ * needed; ERR_MUX_FRAME for a header no sender of protocol 3 makes. Pure (mux_frame.c):
+ * for tests and the fuzzer.
  */
 int mux_frame_parse(const uint8_t *p, size_t n, struct mux_frame *f);
 
 /* mux_frame_put - write a header at p (MUX_HEAD bytes). */
 void mux_frame_put(uint8_t *p, enum mux_type type, uint16_t len, uint32_t stream);
+
+/* Big-endian 32-bit fields (stream IDs, WINDOW and GOAWAY payloads). */
+static inline uint32_t mux_get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static inline void mux_set32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
 
 struct mux;
 struct mux_chunk;
