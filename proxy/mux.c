@@ -855,12 +855,17 @@ static void mux_timeout(struct loop *loop, struct loop_timer *t)
 	}
 }
 
-/* A connection with no stream: closed at once when going away, else after idle_ms. */
+/*
+ * A connection with no stream: closed at once when going away, or (a client's) when it
+ * takes no new streams anyway, its certificates being too near their end; else after
+ * idle_ms.
+ */
 static void mux_idle_check(struct mux *m)
 {
 	if (m->nstreams > 0 || (m->state != M_OPEN))
 		return;
-	if (m->flags & MF_GOAWAY)
+	if ((m->flags & MF_GOAWAY) ||
+	    (!(m->flags & MF_SERVER) && !mux_usable(m, RELAY_TUNNEL_CERT_MARGIN_S)))
 		mux_close(m);
 	else
 		mux_arm(m, m->cfg->idle_ms);

@@ -850,13 +850,19 @@ static struct run_mux *run_mux_find(struct run_worker *w, const struct sockaddr_
 		next = rm->next;
 		if (rm->st != st || !run_same_addr(&rm->addr, up))
 			continue;
-		/* Made with an identity or trust bundle that changed since: retired. */
+		/*
+		 * Made with an identity or trust bundle that changed since, or with a certificate
+		 * too near its end: retired (it closes once its streams are done). A full one
+		 * stays for its streams.
+		 */
 		if (SSL_get_SSL_CTX(mux_ssl(rm->m)) != ctx) {
 			mux_goaway(rm->m);
 			continue;
 		}
 		if (mux_usable(rm->m, RELAY_TUNNEL_CERT_MARGIN_S))
 			return rm;
+		if (mux_streams(rm->m) < MUX_MAX_STREAMS)
+			mux_goaway(rm->m);
 	}
 	return NULL;
 }
