@@ -850,7 +850,7 @@ static void mux_timeout(struct loop *loop, struct loop_timer *t)
 			mux_update(m);
 		return;
 	default: /* closing: the peer does not take our last frames */
-		mux_die(m, MUX_FAIL_RESET, -ETIMEDOUT, "idle");
+		mux_die(m, MUX_FAIL_RESET, -ETIMEDOUT, "the peer did not take the close in time");
 		return;
 	}
 }

@@ -1114,28 +1114,31 @@ static void relay_io(struct loop *loop, int fd, uint32_t events, void *arg)
 
 /* The API */
 
-struct relay *relay_new(struct loop *loop, const struct relay_config *cfg, int fd,
-                        const struct sockaddr *src, SSL_CTX *tls, unsigned flags, void *data,
-                        int *err)
+/*
+ * A relay with nothing set up yet, holding a place in cfg->limit (F_COUNTED). NULL with
+ * *err: ERR_RELAY_LIMIT (the limit is full: counted as refused) or -ENOMEM.
+ */
+static struct relay *relay_alloc(struct loop *loop, const struct relay_config *cfg,
+                                 const struct sockaddr *src, void *data, int *err)
 {
-	struct relay *r = NULL;
-	bool counted = false;
-	int rc;
+	struct relay *r;
 
 	if (cfg->limit != NULL) {
 		uint32_t n = atomic_fetch_add(&cfg->limit->active, 1);
 
-		counted = true;
 		if (cfg->limit->max != 0 && n >= cfg->limit->max) {
 			atomic_fetch_add(&cfg->limit->refused, 1);
-			rc = ERR_RELAY_LIMIT;
-			goto fail;
+			atomic_fetch_sub(&cfg->limit->active, 1);
+			*err = ERR_RELAY_LIMIT;
+			return NULL;
 		}
 	}
 	r = calloc(1, sizeof(*r));
 	if (r == NULL) {
-		rc = -ENOMEM;
-		goto fail;
+		if (cfg->limit != NULL)
+			atomic_fetch_sub(&cfg->limit->active, 1);
+		*err = -ENOMEM;
+		return NULL;
 	}
 	r->loop = loop;
 	r->cfg = cfg;
@@ -1144,34 +1147,52 @@ struct relay *relay_new(struct loop *loop, const struct relay_config *cfg, int f
 	r->up.fd = -1;
 	r->start_ms = r->active_ms = loop_now(loop);
 	loop_timer_init(&r->timer, relay_timeout);
-	if (flags & RELAY_READ_PREAMBLE)
-		r->flags |= F_READ_PREAMBLE;
+	if (cfg->limit != NULL)
+		r->flags |= F_COUNTED;
 	if (src != NULL)
 		(void)addr_from(&r->src, src, sizeof(struct sockaddr_storage));
+	return r;
+}
+
+/* Undoes relay_alloc (and what was set up since, but sockets). */
+static void relay_unalloc(struct relay *r)
+{
+	/* Counters first: whoever sees the socket close sees them right. */
+	if (r->flags & F_COUNTED)
+		atomic_fetch_sub(&r->cfg->limit->active, 1);
+	SSL_free(r->down.ssl);
+	free(r->down.peer_id);
+	free(r);
+	ERR_clear_error();
+}
+
+struct relay *relay_new(struct loop *loop, const struct relay_config *cfg, int fd,
+                        const struct sockaddr *src, SSL_CTX *tls, unsigned flags, void *data,
+                        int *err)
+{
+	struct relay *r = relay_alloc(loop, cfg, src, data, err);
+	int rc = -ENOMEM;
+
+	if (r == NULL) {
+		close(fd);
+		return NULL;
+	}
+	if (flags & RELAY_READ_PREAMBLE)
+		r->flags |= F_READ_PREAMBLE;
 	if (tls != NULL) {
 		r->down.ssl = relay_tls_new(tls);
-		if (r->down.ssl == NULL || !SSL_set_fd(r->down.ssl, fd)) {
-			rc = -ENOMEM;
+		if (r->down.ssl == NULL || !SSL_set_fd(r->down.ssl, fd))
 			goto fail;
-		}
 		SSL_set_accept_state(r->down.ssl);
 	}
 	rc = loop_watch(loop, fd, 0, relay_io, r);
 	if (rc < 0)
 		goto fail;
 	r->down.fd = fd;
-	if (counted)
-		r->flags |= F_COUNTED;
 	return r;
 fail:
-	/* Counters first: whoever sees the socket close sees them right. */
-	if (counted)
-		atomic_fetch_sub(&cfg->limit->active, 1);
+	relay_unalloc(r);
 	close(fd);
-	if (r != NULL)
-		SSL_free(r->down.ssl);
-	free(r);
-	ERR_clear_error();
 	*err = rc;
 	return NULL;
 }
@@ -1366,37 +1387,17 @@ struct relay *relay_new_stream(struct loop *loop, const struct relay_config *cfg
                                struct mux_stream *s, const struct sockaddr *src, bool reused,
                                void *data, int *err)
 {
-	struct relay *r;
+	struct relay *r = relay_alloc(loop, cfg, src, data, err);
 	const char *peer = s->mux != NULL ? mux_peer_id(s->mux) : NULL;
 
-	if (cfg->limit != NULL) {
-		uint32_t n = atomic_fetch_add(&cfg->limit->active, 1);
-
-		if (cfg->limit->max != 0 && n >= cfg->limit->max) {
-			atomic_fetch_add(&cfg->limit->refused, 1);
-			atomic_fetch_sub(&cfg->limit->active, 1);
-			*err = ERR_RELAY_LIMIT;
-			return NULL;
-		}
-	}
-	r = calloc(1, sizeof(*r));
-	if (r == NULL || (peer != NULL && (r->down.peer_id = strdup(peer)) == NULL)) {
-		if (cfg->limit != NULL)
-			atomic_fetch_sub(&cfg->limit->active, 1);
-		free(r);
+	if (r == NULL)
+		return NULL;
+	if (peer != NULL && (r->down.peer_id = strdup(peer)) == NULL) {
+		relay_unalloc(r);
 		*err = -ENOMEM;
 		return NULL;
 	}
-	r->loop = loop;
-	r->cfg = cfg;
-	r->data = data;
-	r->down.fd = -1;
-	r->up.fd = -1;
-	r->start_ms = r->active_ms = loop_now(loop);
-	loop_timer_init(&r->timer, relay_timeout);
-	r->flags = F_READ_PREAMBLE | (cfg->limit != NULL ? F_COUNTED : 0) | (reused ? F_REUSED : 0);
-	if (src != NULL)
-		(void)addr_from(&r->src, src, sizeof(struct sockaddr_storage));
+	r->flags |= F_READ_PREAMBLE | (reused ? F_REUSED : 0);
 	r->down.ms = s;
 	s->wake = relay_stream_wake;
 	s->arg = r;
