@@ -146,7 +146,7 @@ integration: $(BINS)
 VALGRIND_TESTS := tests/integration/test_ca.py tests/integration/test_ca_tokenreview.py \
 	tests/integration/test_ca_jwks_url.py tests/integration/test_webhook.py \
 	tests/integration/test_proxy_run.py tests/integration/test_proxy_policy.py \
-	tests/integration/test_proxy_tunnel.py
+	tests/integration/test_proxy_tunnel.py tests/integration/test_proxy_mux.py
 
 valgrind: $(BINS)
 	@command -v valgrind >/dev/null || { echo 'error: valgrind is not installed (apt-get install valgrind)' >&2; exit 1; }
