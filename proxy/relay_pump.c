@@ -276,7 +276,8 @@ void relay_stream_failed(struct relay *r, struct relay_half *h)
 /* Reads from a protocol 3 stream into h's buffer (which has room up to limit). */
 static int stream_read(struct relay *r, struct relay_half *h, uint32_t limit)
 {
-	ssize_t n = mux_stream_read(h->ms, h->buf + h->end, limit - h->end);
+	ssize_t n = mux_stream_read(h->ms, h->buf != NULL ? h->buf + h->end : NULL,
+	                            h->buf != NULL ? limit - h->end : 0);
 
 	/* Bytes: the next call (no system call) finds the end, a failure or nothing. */
 	if (n > 0) {
