@@ -243,10 +243,8 @@ void relay_end(struct relay *r, enum relay_result result, enum relay_side side, 
 	r->state = R_CLOSED;
 	ERR_clear_error();
 	loop_timer_stop(r->loop, &r->timer);
-	/* A stream's peer is its connection's (relay_pump takes it once that is up). */
-	if (r->up.ms != NULL && r->up.peer_id == NULL && mux_stream_ready(r->up.ms) &&
-	    mux_peer_id(r->up.ms->mux) != NULL)
-		r->up.peer_id = strdup(mux_peer_id(r->up.ms->mux));
+	/* For the stats, when the relay ends before its pump saw the connection up. */
+	relay_stream_peer(r);
 	/* Before on_close: once the last one has run, the count is 0. */
 	if (r->flags & F_COUNTED)
 		atomic_fetch_sub(&r->cfg->limit->active, 1);

@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <openssl/err.h>
 
@@ -152,6 +153,14 @@ void relay_replay_drop(struct relay *r);
  * when it did (or closed the relay trying), false when the stream cannot be restarted.
  */
 bool relay_restart(struct relay *r, int err);
+
+/* The peer of a client stream is its connection's: taken once that is up. */
+static inline void relay_stream_peer(struct relay *r)
+{
+	if (r->up.ms != NULL && r->up.peer_id == NULL && mux_stream_ready(r->up.ms) &&
+	    mux_peer_id(r->up.ms->mux) != NULL)
+		r->up.peer_id = strdup(mux_peer_id(r->up.ms->mux));
+}
 
 /* A protocol 3 stream of h failed (h->ms->fail): restart, or end the relay. */
 void relay_stream_failed(struct relay *r, struct relay_half *h);

@@ -689,10 +689,7 @@ void relay_pump(struct relay *r)
 	}
 	if (sh != NULL && (r->flags & F_REPLAY) && mux_stream_answered(sh->ms))
 		relay_replay_drop(r);
-	/* The peer of a client stream is its connection's, known once that is up. */
-	if (sh == &r->up && sh->peer_id == NULL && mux_stream_ready(sh->ms) &&
-	    mux_peer_id(sh->ms->mux) != NULL)
-		sh->peer_id = strdup(mux_peer_id(sh->ms->mux));
+	relay_stream_peer(r);
 	for (int round = 0; round < RELAY_PUMP_ROUNDS; round++) {
 		int progress = 0;
 

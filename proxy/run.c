@@ -527,13 +527,13 @@ static void run_idle_unlink(struct run_conn *c)
 }
 
 /*
- * Server side: whether a tunnel was made with the identity and trust bundle in force now.
- * One made before a change is not kept for more streams (clients make new ones).
+ * Server side: whether a TLS connection (ssl) was made with the identity and trust bundle
+ * in force now. One made before a change takes no more streams (clients make new ones).
  */
-static bool run_server_ctx_current(struct run *run, struct relay *r)
+static bool run_server_ctx_current(struct run *run, SSL *ssl)
 {
 	SSL_CTX *now = creds_server_ctx(run->creds);
-	bool same = now != NULL && SSL_get_SSL_CTX(relay_ssl(r, RELAY_DOWN)) == now;
+	bool same = now != NULL && ssl != NULL && SSL_get_SSL_CTX(ssl) == now;
 
 	SSL_CTX_free(now);
 	return same;
@@ -756,19 +756,6 @@ static void run_mux_on_gone(struct mux *m, enum mux_fail how)
 	free(rm);
 }
 
-/*
- * Server: whether a connection was made with the identity and trust bundle in force now.
- * One made before a change takes no new streams (GOAWAY: clients make new connections).
- */
-static bool run_mux_current(struct run *run, struct mux *m)
-{
-	SSL_CTX *now = creds_server_ctx(run->creds);
-	bool same = now != NULL && SSL_get_SSL_CTX(mux_ssl(m)) == now;
-
-	SSL_CTX_free(now);
-	return same;
-}
-
 /* Server: a new stream on a protocol 3 connection is a relay of its own. */
 static int run_mux_on_open(struct mux *m, struct mux_stream *s)
 {
@@ -782,7 +769,7 @@ static int run_mux_on_open(struct mux *m, struct mux_stream *s)
 	struct relay *r;
 	int err;
 
-	if (atomic_load(&run->draining) || !run_mux_current(run, m))
+	if (atomic_load(&run->draining) || !run_server_ctx_current(run, mux_ssl(m)))
 		return MUX_OPEN_GOAWAY;
 	c = calloc(1, sizeof(*c));
 	if (c == NULL)
@@ -1166,7 +1153,8 @@ static void run_on_close(struct relay *r, const struct relay_stats *st)
 	/* Protocol 2: the TLS connection carries the next stream, unless we are going. */
 	if (st->reusable && !atomic_load(&w->run->draining)) {
 		if ((c->kind == RUN_TUNNEL || c->kind == RUN_TERMINATE || c->captured) &&
-		    run_server_ctx_current(w->run, r) && relay_next_stream(r) == 0) {
+		    run_server_ctx_current(w->run, relay_ssl(r, RELAY_DOWN)) &&
+		    relay_next_stream(r) == 0) {
 			c->app_port = 0;
 			c->rule = -1;
 			c->policy[0] = '\0';
